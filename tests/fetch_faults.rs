@@ -80,13 +80,15 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
 #[test]
 fn a_stalled_reader_is_told_only_what_stdout_took() {
     let (reg, digest, _) = fake_with_blob(4 << 20);
-    let mut child = Dist::new()
-        .command(&["--timeout", "3s", "fetch", &repo(&reg), &digest])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
+    let mut child = Running::new(
+        Dist::new()
+            .command(&["--timeout", "3s", "fetch", &repo(&reg), &digest])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn dist"),
+    );
     // Held, never read: the pipe fills, and the writer waits for room.
     let _stdout = child.stdout.take().expect("stdout");
     let mut err = String::new();

@@ -1126,12 +1126,14 @@ fn signals_ignored_at_start_stay_ignored() {
             Ok(())
         });
     }
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let input = lines(&blobs);
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
     drop(child.stdin.take());
@@ -1848,13 +1850,15 @@ fn a_non_blocking_stdin_is_waited_on_between_lines() {
             std::fs::File::from_raw_fd(fds[1]),
         )
     };
-    let mut child = Dist::new()
-        .command(&["fetch", &repo(&reg), "-", "--timeout", "120s"])
-        .stdin(read)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        Dist::new()
+            .command(&["fetch", &repo(&reg), "-", "--timeout", "120s"])
+            .stdin(read)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     // Nothing to read at first, and again between the two lines.
     std::thread::sleep(Duration::from_millis(300));

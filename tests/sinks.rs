@@ -208,15 +208,17 @@ fn limit(
 }
 
 /// `command` started with stdout and stderr piped and `stdin` as its whole input.
-fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> std::process::Child {
+fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> Running {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
+    let mut child = Running::new(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dist"),
+    );
     // A dist that stops before reading its input (refusing to start) closes the pipe.
     let fed = child.stdin.take().unwrap().write_all(stdin);
     if let Err(e) = fed {
@@ -254,12 +256,7 @@ fn run_with_thread_limit(
 }
 
 /// [`run_with_thread_limit`]'s `dist ARGS…`, started and fed `stdin`, left running.
-fn start_with_thread_limit(
-    dist: &Dist,
-    args: &[&str],
-    stdin: &[u8],
-    threads: u64,
-) -> std::process::Child {
+fn start_with_thread_limit(dist: &Dist, args: &[&str], stdin: &[u8], threads: u64) -> Running {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     // Failed, not skipped: a test that returned here passed having checked nothing, its
@@ -632,12 +629,14 @@ fn redirected_to_many_hosts(mirror: bool) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut command = Dist::new().command(&args);
     limit(&mut command, libc::RLIMIT_NOFILE, 64, 64);
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
+    let mut child = Running::new(
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn dist"),
+    );
     let mut stdin = child.stdin.take().unwrap();
     let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
     std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
@@ -1470,9 +1469,11 @@ fn traced_output_to(
         .stdin(std::process::Stdio::null())
         .stdout(stdout.unwrap_or_else(std::process::Stdio::piped))
         .stderr(std::process::Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let mut child = Running::new(
+        command
+            .spawn()
+            .unwrap_or_else(|e| strace_cannot_run(&e.to_string())),
+    );
     let read_all = |from: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -1819,7 +1820,7 @@ fn traced_worker(
     options: &[&str],
     blob: &str,
 ) -> (
-    std::process::Child,
+    Running,
     std::process::ChildStdin,
     std::io::BufReader<std::process::ChildStdout>,
     String,
@@ -1828,12 +1829,14 @@ fn traced_worker(
     use std::process::Stdio;
     let repo = repo(reg);
     let args = ["fetch", &repo, "-", "-o", layout.to_str().unwrap()];
-    let mut child = traced(dist, &args, log, options)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let mut child = Running::new(
+        traced(dist, &args, log, options)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| strace_cannot_run(&e.to_string())),
+    );
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{blob}").unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -2518,11 +2521,13 @@ fn a_pull_whose_reader_went_away_syncs_what_it_stored() {
     let image = format!("{}:v1", repo(&reg));
     let args = ["pull", &image, "-o", layout.to_str().unwrap()];
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = traced(&Dist::new(), &args, log.path(), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        traced(&Dist::new(), &args, log.path(), &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
@@ -2607,12 +2612,14 @@ fn a_spool_that_cannot_be_read_back_is_named() {
     // and only spools; each 3 MiB one in 13 reads, so the 20th is in the second's body.
     let options = ["-e", "trace=read", "-e", "inject=read:error=EIO:when=20"];
     let mut command = traced(&dist, &args, log.path(), &options);
-    let child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let child = Running::new(
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| strace_cannot_run(&e.to_string())),
+    );
     let input = format!("{first_digest}\n{second}\n{third}\n");
     let out = {
         use std::io::Write;
@@ -2667,13 +2674,14 @@ fn on_a_non_blocking_pipe(
             0
         );
     }
-    let mut child = dist
-        .command(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::from(write))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        dist.command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
     let mut pipe = std::fs::File::from(read);
     let mut got = Vec::new();
