@@ -9,8 +9,28 @@
 #   LAYERS=1000 scripts/demo.sh
 #   DIST=target/debug/dist scripts/demo.sh   # that binary, not built here (as the tests run it)
 set -euo pipefail
+# A DIST with a slash is a path from where the script was called, not from the repository
+# it moves into: `DIST=./dist` from elsewhere ran nothing, and failed only once the
+# registry was filled. One without is a command on PATH.
+case ${DIST:-} in
+  */*) DIST=$(realpath -m -- "$DIST") ;;
+esac
+if [ -n "${DIST:-}" ] && ! command -v "$DIST" >/dev/null; then
+  echo "DIST=$DIST: no such program" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 LAYERS=${LAYERS:-200}
+# A count, checked before anything starts: seq took `1e3` for 1000, and the arithmetic
+# failed on it only once they were all pushed and fetched.
+case $LAYERS in
+  *[!0-9]*)
+    echo "LAYERS=$LAYERS: not a number of layers" >&2
+    exit 1
+    ;;
+esac
+# In decimal, as seq reads it: the shell's arithmetic takes `08` for octal, and refuses it.
+LAYERS=$((10#$LAYERS))
 
 scripts/install-missing.sh docker-registry curl jq
 if [ -z "${DIST:-}" ]; then
@@ -97,7 +117,7 @@ curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifes
   --data-binary @"$work/manifest.json" "$reg/v2/$repo/manifests/latest"
 
 loc=127.0.0.1:$port/$repo
-echo "+ dist fetch $loc latest mediatype:application/vnd.oci.image.manifest.v1+json | jq -c '.config, .layers[]' | dist fetch $loc - -o OUT"
+echo "+ dist fetch $loc latest mediatype:application/vnd.oci.image.manifest.v1+json | jq -c '.config, .layers[]' | dist fetch $loc - -o OUT --report REPORT > /dev/null"
 start=$(date +%s%N)
 "$DIST" fetch "$loc" latest mediatype:application/vnd.oci.image.manifest.v1+json \
   | jq -c '.config, .layers[]' \
@@ -109,5 +129,10 @@ while read -r digest path; do
   [ "sha256:$(sha256sum "$path" | cut -d' ' -f1)" = "$digest" ] || { echo "MISMATCH $path"; bad=$((bad + 1)); }
 done < <(jq -r '"\(.digest) \(.path)"' "$work/report.jsonl")
 echo "fetched $ok objects in $(((end - start) / 1000000)) ms; $bad failed a second check by sha256sum"
-[ "$ok" -eq $((LAYERS + 1)) ] && [ "$bad" -eq 0 ]
+# Not a `[ ] && [ ]` list: set -e lets all but its last command fail, and a demo that
+# fetched fewer objects than it pushed said it passed.
+if [ "$ok" -ne $((LAYERS + 1)) ] || [ "$bad" -ne 0 ]; then
+  echo "demo failed: $((LAYERS + 1)) objects pushed, $ok fetched, $bad of them wrong" >&2
+  exit 1
+fi
 echo "demo passed"

@@ -33,7 +33,8 @@ Environment:
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)
   NO_COLOR               set and not empty: no colour in log lines on a terminal
-  TERM                   dumb: no progress line, which such a terminal cannot redraw
+  TERM                   dumb: no progress line and no colour, which such a terminal
+                         cannot show
   TMPDIR                 where the worker's frames of objects past 1 MiB wait (else /tmp)
 
 Exit status:
@@ -367,23 +368,30 @@ const OPTION_VARIABLES: [(&str, &str); 2] = [
 /// refused the run for an empty `--timeout` or `--hosts-dir` nobody typed. So does a blank
 /// `RUST_LOG=` (a job template's `RUST_LOG=${RUST_LOG}`): the logger read it as a filter
 /// of nothing, which silenced every warning and `-v`, and it took the progress line away
-/// as a filter that sends log lines there does. Call it before any other thread starts:
+/// as a filter that sends log lines there does. A blank `DIST_FETCH_TIMEOUT` too: it was
+/// refused as an "empty duration", though an empty one is none; a blank `DIST_HOSTS_DIR`
+/// is a directory's name, if a strange one. Call it before any other thread starts:
 /// nothing may read the environment meanwhile.
 pub fn unset_empty_option_variables() {
+    let blank = |v: &std::ffi::OsStr| v.to_str().is_some_and(|v| v.trim().is_empty());
     for (variable, _) in OPTION_VARIABLES {
         if std::env::var_os(variable).is_some_and(|v| v.is_empty()) {
             std::env::remove_var(variable);
         }
     }
-    if std::env::var_os("RUST_LOG").is_some_and(|v| v.to_str().is_some_and(|v| v.trim().is_empty()))
-    {
-        std::env::remove_var("RUST_LOG");
+    for variable in ["DIST_FETCH_TIMEOUT", "RUST_LOG"] {
+        if std::env::var_os(variable).is_some_and(|v| blank(&v)) {
+            std::env::remove_var(variable);
+        }
     }
 }
 
 /// `DIST_FETCH_TIMEOUT=soon`, which clap refuses in the words of `--timeout`, an option
 /// the command line may not hold at all: said of the variable, where the value came from.
 fn variable_refused(e: &clap::Error) -> Option<String> {
+    if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+        return variable_not_utf8();
+    }
     let (arg, value) = value_refused(e)?;
     let option = arg.split(' ').next()?;
     let (variable, _) = OPTION_VARIABLES.iter().find(|(_, o)| *o == option)?;
@@ -394,6 +402,21 @@ fn variable_refused(e: &clap::Error) -> Option<String> {
     }
     let why = std::error::Error::source(e).map_or_else(|| "not valid".into(), |s| s.to_string());
     Some(format!("{variable} (as {option}): {why}"))
+}
+
+/// `DIST_FETCH_TIMEOUT` not UTF-8, which clap blamed on "one or more arguments" without a
+/// name: said of the variable when every word of the command line is UTF-8, so that the
+/// bytes were its. (`DIST_HOSTS_DIR`, a path, may be any bytes.)
+fn variable_not_utf8() -> Option<String> {
+    if std::env::args_os().any(|a| a.to_str().is_none()) {
+        return None;
+    }
+    let value = std::env::var_os("DIST_FETCH_TIMEOUT")?;
+    let shown = format!("{value:?}");
+    value
+        .to_str()
+        .is_none()
+        .then(|| format!("DIST_FETCH_TIMEOUT (as --timeout): {shown} is not UTF-8"))
 }
 
 /// The option (as clap names it, `--timeout <DURATION>`) and the value of a command line

@@ -195,10 +195,13 @@
 //!
 //! # Room to grow
 //!
-//! What the crate reports grows with it: [`ErrorKind`], [`worker::Status`] and
-//! [`pull::Event`] may gain variants, and [`worker::Outcome`], [`pull::Pulled`],
-//! [`transport::Redirects`] and [`worker::progress::Snapshot`] fields, in a minor release. They are `#[non_exhaustive]`,
-//! so a `match` needs a `_` arm and a pattern a `..`:
+//! What the crate reports grows with it: [`ErrorKind`], [`setting::Setting`],
+//! [`worker::Status`], [`pull::Event`], [`sink::index::IndexEntry`], [`digest::Algorithm`],
+//! [`image::Manifest`] and [`transport::proxy::ProxyError`] may gain variants, and
+//! [`worker::Outcome`], [`pull::Pulled`], [`worker::progress::Snapshot`],
+//! [`image::FetchedManifest`], [`transport::Reply`], [`transport::Redirects`],
+//! [`hosts::HostSpec`] and [`hosts::HostsFile`] fields, in a minor release. They are
+//! `#[non_exhaustive]`, so a `match` needs a `_` arm and a pattern a `..`:
 //!
 //! ```
 //! use dist::pull::Pulled;
@@ -237,10 +240,11 @@
 //!
 //! Settings grow too (a flag of the CLI is usually a new field): [`pull::PullOptions`],
 //! [`worker::WorkerOptions`], [`transport::TransportOptions`], [`ranged::RangeOptions`],
-//! [`Hints`] and [`hosts::HostSettings`] are `#[non_exhaustive]`, as are the enums
-//! [`pull::Platforms`], [`worker::Destination`], [`auth::CredentialSource`] and
-//! [`auth::Credential`]. Start from the default and set what differs; a field added later
-//! keeps its default:
+//! [`Hints`] and [`hosts::HostSettings`] are `#[non_exhaustive]`, as are
+//! [`registry::host::Mirror`], [`registry::host::Server`] and [`worker::line::Job`] (made
+//! with their `new`), and the enums [`pull::Platforms`], [`worker::Destination`],
+//! [`auth::CredentialSource`] and [`auth::Credential`]. Start from the default and set what
+//! differs; a field added later keeps its default:
 //!
 //! ```
 //! use dist::pull::{Platforms, PullOptions};

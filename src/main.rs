@@ -153,11 +153,14 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) -> Option<String> {
 }
 
 /// Whether log lines on stderr are coloured: on a terminal, unless `NO_COLOR` is set to
-/// anything but the empty string (no-color.org), as clap's help and errors read it. The
-/// logger reads it too, but only when nothing else decides, and the terminal did.
+/// anything but the empty string (no-color.org) or `TERM` is `dumb`, as clap's help and
+/// errors read them (a dumb terminal showed the escape sequences of the log lines beside
+/// clap's plain ones). The logger reads `NO_COLOR` too, but only when nothing else
+/// decides, and the terminal did.
 fn colours_stderr() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// What a command that does not stop by itself at `--timeout` is after, for the message

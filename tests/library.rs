@@ -149,6 +149,77 @@ fn the_readme_library_example_is_one_that_builds() {
     );
 }
 
+/// Every public type marked `#[non_exhaustive]` is named where a service author learns to
+/// give its `match` a `_` arm and its pattern a `..` (README's "Room to grow", the crate
+/// documentation's): those lists had fallen behind the code, leaving out `Setting`,
+/// `FetchedManifest`, `Mirror` and others a struct expression or a full match fails on.
+#[test]
+fn the_room_to_grow_lists_name_every_non_exhaustive_type() {
+    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut marked = Vec::new();
+    for file in files {
+        // The binary's own types are no library user's.
+        let inner = file.strip_prefix(&src).unwrap();
+        if inner.starts_with("cmd") || inner == std::path::Path::new("main.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim() != "#[non_exhaustive]" {
+                continue;
+            }
+            // The item follows its attributes (a derive, another attribute, or none).
+            let item = lines[i + 1..]
+                .iter()
+                .map(|l| l.trim())
+                .find(|l| !l.starts_with("#["))
+                .unwrap();
+            let Some(rest) = item
+                .strip_prefix("pub struct ")
+                .or_else(|| item.strip_prefix("pub enum "))
+            else {
+                continue;
+            };
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+            marked.push(name);
+        }
+    }
+    assert!(
+        marked.len() > 20,
+        "found too few to be the crate's: {marked:?}"
+    );
+    let readme = include_str!("../README.md");
+    let start = readme.find("- **Room to grow.**").expect("README's bullet");
+    let bullet = &readme[start..start + readme[start..].find("\n\n").unwrap()];
+    let crate_docs = include_str!("../src/lib.rs");
+    let start = crate_docs
+        .find("//! # Room to grow")
+        .expect("the crate docs' section");
+    let section = &crate_docs[start..];
+    for (listed_in, text) in [("README", bullet), ("src/lib.rs", section)] {
+        let missing: Vec<&String> = marked
+            .iter()
+            .filter(|name| {
+                !text.contains(&format!("`{name}`")) && !text.contains(&format!("::{name}`"))
+            })
+            .collect();
+        assert!(missing.is_empty(), "{listed_in} leaves out {missing:?}");
+    }
+}
+
 /// `examples/fetch_layers.rs` stores each blob of an image once, under its digest, and
 /// leaves no `.part` file: also when the image lists one layer twice, whose two fetches
 /// wrote one `.part` file at once (`cargo test` builds the examples, not `--test` alone).
@@ -366,6 +437,52 @@ async fn manifest_by_tag_then_its_blobs_from_many_tasks_sharing_one_remote() {
     assert!(temporary_files(dir.path()).is_empty());
     // All the tasks went through one pool: far fewer connections than fetches.
     assert!(reg.connections() <= 16, "{} connections", reg.connections());
+}
+
+/// README's "Sharing": clones of a remote share its token. Tasks each holding a clone,
+/// all starting at once against a registry that wants a bearer token, ask the token
+/// endpoint once between them, and the registry sees the one token from all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_of_a_remote_share_one_token() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::Bearer {
+            ttl: Duration::from_secs(300),
+            reply: Default::default(),
+            credentials: Some(("robot".into(), "s3cret".into())),
+        })
+        .start();
+    let layers: Vec<Vec<u8>> = (0..8).map(|i| bytes(i, 10_000)).collect();
+    let (_, blobs) = image(&reg, &layers);
+    let robot = Credential::Basic {
+        username: "robot".into(),
+        password: "s3cret".into(),
+    };
+    let remote = remote(
+        &reg,
+        TransportOptions::default(),
+        CredentialSource::Fixed(robot),
+    );
+    let start = Arc::new(tokio::sync::Barrier::new(blobs.len()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (digest, data) in blobs {
+        let (remote, start) = (remote.clone(), start.clone());
+        tasks.spawn(async move {
+            start.wait().await;
+            let object = Object::Digest(digest.parse().unwrap());
+            let mut download = remote.fetch(&object, &Hints::default()).await?;
+            let mut got = Vec::new();
+            while let Some(chunk) = download.chunk().await? {
+                got.extend_from_slice(&chunk);
+            }
+            assert!(got == data, "{digest} whole");
+            Ok::<_, dist::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    assert_eq!(reg.token_requests(), 1, "one token for all the clones");
+    assert_eq!(remote.token_requests(), 1);
 }
 
 /// A service that gives up on a fetch (the client went away) drops its future or aborts

@@ -528,6 +528,40 @@ fn a_configured_user_agent_replaces_dist_s() {
     }
 }
 
+/// A configured `User-Agent` is its host's alone: the registry's token service, even on
+/// the registry's own address, is told the run's own, as README's Global options say.
+#[test]
+fn a_configured_user_agent_is_not_the_token_service_s() {
+    let reg = FakeRegistry::builder()
+        .auth(Auth::bearer(std::time::Duration::from_secs(300)))
+        .start();
+    let blob = bytes(9, 5000);
+    let digest = reg.blob("team/app", &blob);
+    let dir = hosts_dir(&reg.host(), "[header]\n  User-Agent = \"corp-agent/1\"\n");
+    let dist = dist_with_hosts(&dir);
+    let repo = format!("{}/team/app", reg.host());
+    assert_eq!(dist.ok(&["fetch", &repo, &digest]), blob);
+    assert!(reg.token_requests() > 0);
+    let requests = reg.requests();
+    let (token, registry): (Vec<_>, Vec<_>) =
+        requests.iter().partition(|r| r.path.starts_with("/token"));
+    assert!(!token.is_empty() && !registry.is_empty(), "{requests:?}");
+    let agents = |r: &&support::fake::RequestRecord| -> Vec<String> {
+        r.headers
+            .get_all("user-agent")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    for r in &registry {
+        assert_eq!(agents(r), ["corp-agent/1"], "{} {}", r.method, r.path);
+    }
+    let own = format!("dist/{}", env!("CARGO_PKG_VERSION"));
+    for r in &token {
+        assert_eq!(agents(r), [own.as_str()], "{} {}", r.method, r.path);
+    }
+}
+
 /// A hosts file's `server` moves the registry itself, path and all: `<path>/v2/` as the
 /// API root, or `<path>/` with `override_path`, as containerd reads it.
 #[test]

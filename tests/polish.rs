@@ -2886,6 +2886,37 @@ fn no_color_keeps_log_lines_plain_on_a_terminal() {
     );
 }
 
+/// `TERM=dumb` (Emacs' shell, some CI log viewers) shows no colour either, as clap's usage
+/// errors and help leave it out there: the log lines of `-v` came out with their escape
+/// sequences, beside clap's plain ones.
+#[test]
+fn a_dumb_terminal_gets_log_lines_without_colour() {
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"plain text");
+    let dist = Dist::new();
+    let line = |term: &str| {
+        format!(
+            "env -u NO_COLOR TERM={term} {} -v fetch {}/team/app {digest} Size:10 > /dev/null",
+            Dist::bin().display(),
+            reg.host()
+        )
+    };
+    let coloured = dist.on_terminal(&line("xterm"));
+    let screen = String::from_utf8_lossy(&coloured.stdout);
+    assert!(coloured.status.success(), "{screen}");
+    assert!(
+        screen.contains("WARN") && screen.contains("\x1b["),
+        "{screen:?}"
+    );
+    let dumb = dist.on_terminal(&line("dumb"));
+    let screen = String::from_utf8_lossy(&dumb.stdout);
+    assert!(dumb.status.success(), "{screen}");
+    assert!(
+        screen.contains("WARN") && !screen.contains('\x1b'),
+        "{screen:?}"
+    );
+}
+
 /// An empty `RUST_LOG` (a job template's `RUST_LOG=${RUST_LOG}`) counts as unset, as an
 /// empty `DIST_FETCH_TIMEOUT` does: it was read as a filter of nothing, which silenced
 /// every warning (and `-v`), and it took the progress line away as a log filter would.

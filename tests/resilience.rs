@@ -1631,6 +1631,54 @@ fn option_variables_empty_are_unset_and_malformed_are_named() {
     assert_eq!(reg.request_count(), requests);
 }
 
+/// A `DIST_FETCH_TIMEOUT` that is not UTF-8 is refused naming the variable, as a malformed
+/// one is: clap said "invalid UTF-8 was detected in one or more arguments" of a command
+/// line whose every word was UTF-8. One typed on the command line is still clap's to say.
+#[test]
+fn a_timeout_variable_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let reg = FakeRegistry::start();
+    let digest = reg.blob("team/app", b"data");
+    let dist = Dist::new();
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"30\xffs");
+    let out = dist
+        .command(&["fetch", &repo(&reg), &digest])
+        .env("DIST_FETCH_TIMEOUT", not_utf8)
+        .output()
+        .expect("run dist");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(r#"dist: DIST_FETCH_TIMEOUT (as --timeout): "30\xFFs" is not UTF-8"#),
+        "{err}"
+    );
+    let out = dist
+        .command(&["fetch", &repo(&reg), &digest, "--timeout"])
+        .arg(not_utf8)
+        .output()
+        .expect("run dist");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("DIST_FETCH_TIMEOUT"), "{err}");
+    assert_eq!(reg.request_count(), 0);
+}
+
+/// A blank `DIST_FETCH_TIMEOUT=" "` (a job template's `"${TIMEOUT} "`) is no timeout, as an
+/// empty one is and a blank `RUST_LOG` is: it was refused as an "empty duration", of a
+/// variable whose empty value counts as unset.
+#[test]
+fn a_blank_timeout_variable_is_unset_as_an_empty_one() {
+    let reg = FakeRegistry::start();
+    let data = bytes(32, 1000);
+    let digest = reg.blob("team/app", &data);
+    let mut dist = Dist::new();
+    dist.env("DIST_FETCH_TIMEOUT", " \t");
+    let out = dist.run(&["fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.stdout, data);
+}
+
 /// A timeout too far off to end (`1e19` seconds, past what the clock can count) is no
 /// deadline at all, for a one-shot command as for a batch; it panicked (status 101).
 #[test]

@@ -1046,7 +1046,7 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     );
     // A note on the same error, not a new one: its cause, object and the hosts tried
     // first are part of what failed. Written as dist's other messages write durations:
-    // whole seconds read a `--retry-max-delay 500ms` as "0 s".
+    // whole seconds read a `RetryPolicy::max_delay` of 500 ms as "0 s".
     err.with_note(format_args!(
         "it asks to be retried in {asked:?}, longer than dist waits ({limit:?})"
     ))
@@ -1086,7 +1086,7 @@ mod tests {
         );
     }
 
-    /// `--retry-max-delay 500ms` was said as "longer than dist waits (0 s)".
+    /// A `RetryPolicy::max_delay` of 500 ms was said as "longer than dist waits (0 s)".
     #[test]
     fn a_limit_under_a_second_is_said_as_written() {
         let err = Error::new(ErrorKind::Http, "registry answered 503").with_status(503);

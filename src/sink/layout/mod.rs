@@ -506,7 +506,9 @@ impl LayoutStore {
     /// or the network failing past its retries), what reached it stays as a partial
     /// download for the next run, and so it does after `kill -9`: its name says which blob
     /// it holds, and the next run to open the store turns it into that blob's partial
-    /// download. Only content past the first MiB is ever on disk before commit.
+    /// download. Only content past the first MiB is ever on disk before commit. Content
+    /// that failed verification goes with [`TempBlob::discard`], not a drop: a later fetch
+    /// would carry on from its wrong bytes.
     pub fn temp_for(&self, digest: &Digest) -> Result<TempBlob> {
         self.new_temp(digest.algorithm(), Some(digest))
     }

@@ -283,7 +283,30 @@ impl TempBlob {
     }
 
     /// Deletes the file now, kept or not: its content is wrong (it failed verification)
-    /// or cannot be trusted.
+    /// or cannot be trusted. Dropped instead, a blob of [`LayoutStore::temp_for`] with
+    /// content past its first MiB stays as a partial download, which a later fetch
+    /// carries on from ([`LayoutStore::resume`]), wrong bytes and all:
+    ///
+    /// ```
+    /// # use dist::{digest::Algorithm, sink::layout::LayoutStore, Digest};
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+    /// # async fn main() -> dist::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = LayoutStore::open(dir.path())?;
+    /// let digest = Digest::of(Algorithm::Sha256, b"what the registry named");
+    /// let wrong = bytes::Bytes::from(vec![0u8; 2 << 20]); // did not verify as `digest`
+    ///
+    /// let mut blob = store.temp_for(&digest)?;
+    /// blob.write(&wrong).await?;
+    /// drop(blob);
+    /// assert!(store.has_partial(&digest), "kept, for a later fetch to carry on");
+    ///
+    /// let (mut blob, _prefix) = store.resume(&digest)?.expect("the partial download");
+    /// blob.write(&wrong).await?;
+    /// blob.discard();
+    /// assert!(!store.has_partial(&digest), "gone");
+    /// # Ok(()) }
+    /// ```
     pub fn discard(mut self) {
         self.park = None;
     }
@@ -386,7 +409,9 @@ impl TempBlob {
     /// The content is not hashed again here: `digest` is taken on the caller's word. Commit
     /// only once the [`Download`](crate::Download) whose chunks were written returned
     /// `Ok(None)`, with the digest it verified ([`Download::digest`](crate::Download::digest));
-    /// after an error, drop the blob (or [`discard`](Self::discard) it).
+    /// after an error, drop the blob (a partial download is kept for a later fetch, see
+    /// [`LayoutStore::temp_for`]), or [`discard`](Self::discard) it when the error says the
+    /// content is wrong ([`Error::is_corruption`](crate::Error::is_corruption)).
     pub async fn commit(mut self, digest: &Digest) -> Result<PathBuf> {
         self.send_unsent().await?;
         let (file, batch) = self.take_file().await?;
