@@ -157,6 +157,12 @@ struct Inner {
     /// Where the login kept back from a token service came from, when that service then
     /// refused the anonymous token asked for instead: `None` unless dist had one.
     login_kept_back: Option<String>,
+    /// Where the login found came from and what it is (`an identity token`), when the
+    /// server's challenge asks for a scheme that cannot send it: `None` otherwise.
+    login_unsendable: Option<(String, &'static str)>,
+    /// The answer is a redirect target's, on another origin than the host asked, which
+    /// the host's login never goes to ([`Error::is_at_redirect_target`]).
+    at_redirect_target: bool,
     /// The refusal is a proxy's, of its own credentials (a 407, a SOCKS proxy's), not
     /// the server's ([`Error::is_proxy_login`]).
     proxy_login: bool,
@@ -192,6 +198,8 @@ impl Error {
             codes: Vec::new(),
             login_from: None,
             login_kept_back: None,
+            login_unsendable: None,
+            at_redirect_target: false,
             proxy_login: false,
         }))
     }
@@ -479,6 +487,32 @@ impl Error {
         self.0.login_kept_back.as_deref()
     }
 
+    /// Attach where the login found came from (`origin`) and what it is (`what`: `an
+    /// identity token`), for a challenge in a scheme that cannot send it.
+    pub(crate) fn with_login_unsendable(mut self, origin: &str, what: &'static str) -> Self {
+        self.0.login_unsendable = Some((origin.to_string(), what));
+        self
+    }
+
+    /// Where the login found came from and what it is, when the challenge's scheme could
+    /// not send it; `None` when none was found, or it was sent.
+    pub(crate) fn login_unsendable(&self) -> Option<(&str, &'static str)> {
+        let (origin, what) = self.0.login_unsendable.as_ref()?;
+        Some((origin, what))
+    }
+
+    /// Mark an answer as a redirect target's, on another origin than the host asked.
+    pub(crate) fn at_redirect_target(mut self) -> Self {
+        self.0.at_redirect_target = true;
+        self
+    }
+
+    /// Whether the answer is a redirect target's on another origin, which the login of
+    /// the host that redirected there was kept from.
+    pub(crate) fn is_at_redirect_target(&self) -> bool {
+        self.0.at_redirect_target
+    }
+
     /// Mark a refusal as a proxy's, of the credentials it was given or wants.
     pub(crate) fn of_proxy_login(mut self) -> Self {
         self.0.proxy_login = true;
@@ -556,6 +590,8 @@ impl Error {
             codes: self.0.codes.clone(),
             login_from: self.0.login_from.clone(),
             login_kept_back: self.0.login_kept_back.clone(),
+            login_unsendable: self.0.login_unsendable.clone(),
+            at_redirect_target: self.0.at_redirect_target,
             proxy_login: self.0.proxy_login,
         }))
     }

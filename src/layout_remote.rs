@@ -605,7 +605,7 @@ fn listed(entries: &[Descriptor], unusable: &[(Option<String>, UnusableEntry)]) 
 /// The locator `root` spells when it is `//HOST/NAME`, from `oci://HOST/NAME` as Helm
 /// (`helm pull oci://…`) and ORAS name a registry's repository, where `oci:` names a
 /// layout directory.
-fn registry_written_as_layout(root: &Path) -> Option<&str> {
+pub(crate) fn registry_written_as_layout(root: &Path) -> Option<&str> {
     let rest = root.to_str()?.strip_prefix("//")?.trim_end_matches('/');
     let (host, _) = rest.split_once('/')?;
     let named =

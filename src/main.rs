@@ -90,7 +90,10 @@ fn run_to_exit() -> ExitCode {
                 tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
                     let streamed = cmd::fetch::streamed_note().map(|n| format!("; {n}"));
                     let streamed = streamed.unwrap_or_default();
-                    say!("dist: {what}: gave up after the --timeout of {t:?}{streamed}");
+                    say!(
+                        "dist: {what}: gave up after the --timeout of {}{streamed}",
+                        dist::duration::Written(t)
+                    );
                     EXIT_TIMEOUT
                 })
             }

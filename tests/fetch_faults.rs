@@ -1298,7 +1298,7 @@ fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("429 Too Many Requests"), "{err}");
     assert!(
-        err.contains("asks to be retried in 3600s, longer than dist waits (60s)"),
+        err.contains("asks to be retried in 1h, longer than dist waits (1m)"),
         "{err}"
     );
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
@@ -1315,7 +1315,7 @@ fn a_retry_after_past_any_number_fails_at_once_too() {
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("503 Service Unavailable"), "{err}");
-    assert!(err.contains("longer than dist waits (60s)"), "{err}");
+    assert!(err.contains("longer than dist waits (1m)"), "{err}");
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
 }
 
@@ -1615,7 +1615,7 @@ fn a_head_answered_429_waits_as_asked() {
     let out = Dist::new().run(&["resolve", &reference], b"");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("asks to be retried in 120s"), "{err}");
+    assert!(err.contains("asks to be retried in 2m"), "{err}");
     assert_eq!(reg.requests_for("manifests/v1"), before + 1, "{err}");
 }
 
@@ -2163,7 +2163,7 @@ fn a_long_retry_after_is_named_on_the_last_attempt() {
     let (reg, digest, _) = fake_with_blob(1000);
     reg.push_fault(&digest, Fault::StatusWithRetryAfter(429, "120".into()));
     let err = Dist::new().fails(75, &["--retries", "0", "fetch", &repo(&reg), &digest], b"");
-    assert!(err.contains("asks to be retried in 120s"), "{err}");
+    assert!(err.contains("asks to be retried in 2m"), "{err}");
 }
 
 #[test]
@@ -3601,7 +3601,7 @@ fn a_token_server_s_retry_after_is_heeded() {
     reg.set_fault_for_every("/token", Fault::StatusWithRetryAfter(429, "120".into()));
     let err = dist.fails(75, &["fetch", &repo(&reg), &digest], b"");
     assert!(
-        err.contains("/token") && err.contains("asks to be retried in 120s"),
+        err.contains("/token") && err.contains("asks to be retried in 2m"),
         "{err}"
     );
     assert_eq!(reg.token_requests(), 1, "{err}");
@@ -4148,7 +4148,7 @@ fn a_batch_told_to_wait_longer_than_dist_waits_says_so_on_every_line() {
         assert_eq!(line["status"], "error", "{line}");
         let said = line["error"].as_str().unwrap();
         assert!(
-            said.contains("asks to be retried in 120s, longer than dist waits (60s)"),
+            said.contains("asks to be retried in 2m, longer than dist waits (1m)"),
             "{said}"
         );
     }

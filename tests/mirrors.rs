@@ -1962,6 +1962,17 @@ fn fetched_past_a_mirror_with(
     mirror: &FakeRegistry,
     authorization: &str,
 ) -> (String, Vec<String>) {
+    fetched_past_a_logged_in_mirror_with(upstream, mirror, authorization, None)
+}
+
+/// [`fetched_past_a_mirror_with`], with a login for the mirror in dist's credentials file
+/// when `login` (user, password) is given.
+fn fetched_past_a_logged_in_mirror_with(
+    upstream: &FakeRegistry,
+    mirror: &FakeRegistry,
+    authorization: &str,
+    login: Option<(&str, &str)>,
+) -> (String, Vec<String>) {
     let blob = bytes(97, 2000);
     mirror.blob("team/app", &blob);
     let digest = upstream.blob("team/app", &blob);
@@ -1973,6 +1984,9 @@ fn fetched_past_a_mirror_with(
     );
     let dir = hosts_dir(&upstream.host(), &toml);
     let dist = dist_with_hosts(&dir);
+    if let Some((user, password)) = login {
+        dist.login(&mirror.host(), user, password);
+    }
     let repo = format!("{}/team/app", upstream.host());
     let out = dist.run(&["fetch", &repo, &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -2069,4 +2083,167 @@ fn a_mirror_s_token_service_refusal_is_not_said_to_refuse_the_configured_header(
         warnings[0].contains("asks for a login (401), and dist sent none"),
         "{err}"
     );
+}
+
+/// A mirror given an `Authorization` by `hosts.toml` and a login in the credentials file:
+/// each request carries one `Authorization`, the configured one until the mirror's
+/// challenge is answered with the login, which then replaces it (as containerd's
+/// authorizer sets its own over the configured header). Both went on one request, and a
+/// server reads one of them or refuses the request; refused, the warning names the login,
+/// which is then what the mirror turned down.
+#[test]
+fn a_mirror_with_a_configured_authorization_and_a_login_is_sent_one_of_them() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let configured = base64::engine::general_purpose::STANDARD.encode("mu:configured-s3cret");
+    let login = base64::engine::general_purpose::STANDARD.encode("mu:wrong-s3cret");
+    let (err, warnings) = fetched_past_a_logged_in_mirror_with(
+        &upstream,
+        &mirror,
+        &format!("Basic {configured}"),
+        Some(("mu", "wrong-s3cret")),
+    );
+    let sent: Vec<Vec<String>> = mirror
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert!(sent.iter().all(|values| values.len() <= 1), "{sent:?}");
+    // The configured header first, then the login in its place.
+    assert_eq!(sent.first(), Some(&vec![format!("Basic {configured}")]));
+    assert!(sent.contains(&vec![format!("Basic {login}")]), "{sent:?}");
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("refused the login from "), "{err}");
+    assert!(!warnings[0].contains("hosts.toml [header]"), "{err}");
+}
+
+/// A mirror whose token service has user information in its address grants the anonymous
+/// token asked for in place of the login kept back, and the mirror refuses that token the
+/// repository (`insufficient_scope`): the warning says the login was kept back, as the
+/// error line beside it does. It said "refused access (401)" alone.
+#[test]
+fn a_mirror_s_denial_of_an_anonymous_token_says_the_login_was_kept_back() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let tokens = FakeRegistry::builder()
+        .auth(Auth::bearer(std::time::Duration::from_secs(300)))
+        .start();
+    let blob = bytes(99, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",service="fake",scope="repository:team/app:pull",error="insufficient_scope""#,
+        tokens.host()
+    );
+    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&mirror.host(), "mu", "pw");
+    let config = dist.config_dir().join("config.json");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    let says = format!(
+        "gives anonymous callers no access (401), and the login from {} was kept back from \
+         its token service",
+        config.display()
+    );
+    assert!(warnings[0].contains(&says), "{err}");
+    assert!(!warnings[0].contains("refused access"), "{err}");
+    assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
+}
+
+/// A mirror asking for Basic authentication, for which dist found an identity token (a
+/// `docker login` to a registry whose token service handed one out): Basic cannot send
+/// it, and the warning names it and where it came from, as the error line does. It said
+/// "asks for a login (401), and dist sent none", sending the user to log in when they had.
+#[test]
+fn a_mirror_s_basic_challenge_met_with_an_identity_token_names_it() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let blob = bytes(100, 2000);
+    mirror.blob("team/app", &blob);
+    let digest = upstream.blob("team/app", &blob);
+    let dist = Dist::new();
+    dist.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"identitytoken":"refresh-s3cret"}}}}}}"#,
+        mirror.host()
+    ));
+    let config = dist.config_dir().join("config.json");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    let says = format!(
+        "asks for Basic authentication (401), and the login from {} is an identity token, \
+         which it cannot send",
+        config.display()
+    );
+    assert!(warnings[0].contains(&says), "{err}");
+    assert!(!warnings[0].contains("sent none"), "{err}");
+    assert!(!err.contains("refresh-s3cret"), "{err}");
+}
+
+/// A mirror that sends a blob's request on to another host (its blob store) which answers
+/// 401: dist sends the mirror's login to the mirror alone, on purpose, and the warning
+/// says so. It said "asks for a login (401), and dist sent none" of a mirror that had
+/// taken the login.
+#[test]
+fn a_mirror_s_redirect_target_asking_for_a_login_is_said_to_be_kept_from_it() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::builder()
+        .auth(Auth::basic("mu", "right-password"))
+        .start();
+    let store = FakeRegistry::start();
+    let blob = bytes(101, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.set_fault_for_every(
+        &digest,
+        Fault::Redirect {
+            status: 307,
+            location: format!("{}/store/{digest}", store.url()),
+        },
+    );
+    store.set_fault_for_every(
+        &digest,
+        Fault::Page {
+            status: 401,
+            content_type: "text/plain",
+            body: "login first".into(),
+        },
+    );
+    let dist = Dist::new();
+    dist.login(&mirror.host(), "mu", "right-password");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    assert!(!store.requests().is_empty(), "{err}");
+    assert!(store.requests().iter().all(|r| r.authorization.is_none()));
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains(
+            "sent dist on to a redirect's target that asks for a login (401), which dist \
+             sends no login to: a login goes to the host it is for alone"
+        ),
+        "{err}"
+    );
+    assert!(!warnings[0].contains("sent none"), "{err}");
 }

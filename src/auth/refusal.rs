@@ -45,12 +45,14 @@ impl Authorizer {
     /// not exist as well as for one the caller may not read, so the message names both.
     /// `Denied`, with the registry's status, 401.
     pub(super) async fn not_granted(&self, scope: Option<&str>, said: &str) -> Error {
-        let caller = match (self.credential().await, self.withheld_from.get()) {
+        let found = self.found().await;
+        let caller = match (&found, self.withheld_from.get()) {
             (_, Some((realm, why))) => Caller::Withheld(realm, *why),
             (Ok(None), _) => Caller::Anonymous,
             _ => Caller::Credentials,
         };
-        Error::new(
+        let kept_back = matches!(caller, Caller::Withheld(..));
+        let e = Error::new(
             ErrorKind::Denied,
             // A challenge without a scope (Quay's) was answered for dist's own.
             not_granted_message(
@@ -61,7 +63,13 @@ impl Authorizer {
             ),
         )
         // The registry's 401 to the token, which a caller counting by status counts as one.
-        .with_status(401)
+        .with_status(401);
+        // The anonymous token was asked for in place of a login kept back: the mirror
+        // warning names that login, as the message does.
+        match found {
+            Ok(Some((_, origin))) if kept_back => e.with_login_kept_back(&origin),
+            _ => e,
+        }
     }
 
     /// The registry's 401 challenged only in schemes dist does not speak (`Negotiate`,
@@ -126,6 +134,7 @@ impl Authorizer {
             ),
         )
         .with_status(401)
+        .with_login_unsendable(origin, what)
     }
 }
 

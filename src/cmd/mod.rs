@@ -900,7 +900,10 @@ impl Stop {
     fn why(&self) -> Option<String> {
         match self {
             Stop::Signal(_) => Some("interrupted".into()),
-            Stop::Deadline(t) => Some(format!("gave up after the --timeout of {t:?}")),
+            Stop::Deadline(t) => Some(format!(
+                "gave up after the --timeout of {}",
+                dist::duration::Written(*t)
+            )),
             Stop::ReaderGone => None,
         }
     }

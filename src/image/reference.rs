@@ -8,7 +8,7 @@
 //! (`oci:./my:dir:latest`) or with a trailing slash (`oci:./my:dir/`).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::digest::Digest;
@@ -84,7 +84,9 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
             return Err(ends_in_separator(s, &s[..at], '@'))
         }
         Some(at) if at >= after_slash(s) => {
-            let d = s[at + 1..].parse::<Digest>().map_err(|e| e.to_string())?;
+            let d = s[at + 1..]
+                .parse::<Digest>()
+                .map_err(|e| or_the_layout(e.to_string(), s, None))?;
             (&s[..at], Some(d))
         }
         _ => (s, None),
@@ -102,7 +104,10 @@ fn split_layout(s: &str) -> std::result::Result<(PathBuf, Option<String>, Option
             }
             match tag.parse::<Object>() {
                 Ok(Object::Tag(t)) => (&rest[..start + i], Some(t)),
-                _ => return Err(format!("invalid tag {tag:?}")),
+                _ => {
+                    let why = format!("invalid tag {tag:?}");
+                    return Err(or_the_layout(why, rest, digest.as_ref()));
+                }
             }
         }
         None => (rest, None),
@@ -135,11 +140,37 @@ fn ends_in_separator(whole: &str, before: &str, sep: char) -> String {
         // The spelling without the separator keeps the slash too, so it is spelt out.
         advice = format!("{advice} ({written}{})", tag.trim_end_matches(':'));
     }
+    // `oci://ghcr.io/team/chart:1.0` is told the registry's spelling when it is read
+    // (`layout_remote`); with its tag left out, it was refused before that, untold.
+    if let Some(meant) = crate::layout_remote::registry_written_as_layout(Path::new(dir)) {
+        let object = match (tag, sep) {
+            ("" | ":", ':') | (":", '@') => ":v1".to_string(),
+            (tag, _) => format!("{tag}@sha256:…"),
+        };
+        advice = format!(
+            "{advice}; oci://HOST/…, as Helm and ORAS name a registry, is a layout directory \
+             here: for the registry, write it without oci:// ({meant}{object})"
+        );
+    }
     if is_layout(whole) {
         format!("{advice}; for the layout {whole:?} itself, write oci:{whole}/")
     } else {
         advice
     }
+}
+
+/// `why` `oci:{whole}` (followed by `@{digest}`, if any) is refused, where a tag or digest
+/// was read from a separator in the last name of `whole`: when `whole` is a layout whose
+/// own name holds that separator (`x@y`, `a:.`), with the spelling that reads it, its
+/// trailing slash ending the name. Only a refusal looks at the disk, as
+/// [`ends_in_separator`] does: a name that is no layout offers nothing that may read
+/// another directory.
+fn or_the_layout(why: String, whole: &str, digest: Option<&Digest>) -> String {
+    if !is_layout(whole) {
+        return why;
+    }
+    let digest = digest.map(|d| format!("@{d}")).unwrap_or_default();
+    format!("{why}; for the layout {whole:?} itself, write oci:{whole}/{digest}")
 }
 
 /// `oci:{whole}@{d}`, where `whole` ends in the empty tag's `:` after `before`: the tag
@@ -367,6 +398,76 @@ mod tests {
             "{e}"
         );
         assert_eq!(layout(&meant).0, format!("{whole}/"));
+    }
+
+    /// `oci:DIR` where `DIR`'s own name holds an `@` or a `:` before what is no digest or
+    /// tag (`x@y`, `a:.`): a layout of that name is told the spelling that reads it, with
+    /// its digest if one was written; a name that is no layout is told nothing more.
+    #[test]
+    fn a_layout_named_with_a_separator_before_no_object_is_told_its_slash() {
+        let err = |s: &str| s.parse::<ImageRef>().unwrap_err().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, refused) in [
+            ("x@y", "invalid digest \"y\""),
+            ("a:.", "invalid tag \".\""),
+        ] {
+            let whole = dir.path().join(name);
+            std::fs::create_dir(&whole).unwrap();
+            let whole = whole.display().to_string();
+            for digest in ["", &format!("@{D}")] {
+                if name == "x@y" && !digest.is_empty() {
+                    continue; // The digest after the last '@' is read: `y` is then a tag's.
+                }
+                let e = err(&format!("oci:{whole}{digest}"));
+                assert!(e.contains(refused), "{e}");
+                assert!(!e.contains("for the layout"), "{e}");
+            }
+            std::fs::write(dir.path().join(name).join("oci-layout"), "{}").unwrap();
+            for digest in ["", &format!("@{D}")] {
+                if name == "x@y" && !digest.is_empty() {
+                    continue;
+                }
+                let e = err(&format!("oci:{whole}{digest}"));
+                let meant = format!("oci:{whole}/{digest}");
+                assert!(
+                    e.ends_with(&format!("; for the layout {whole:?} itself, write {meant}")),
+                    "{e}"
+                );
+                let (path, _, read) = layout(&meant);
+                assert_eq!(path, format!("{whole}/"), "{meant}");
+                assert_eq!(read.is_some(), !digest.is_empty(), "{meant}");
+            }
+        }
+    }
+
+    /// `oci://HOST/NAME:` with its tag (or digest) left out is told the registry's
+    /// spelling, as `oci://HOST/NAME:1.0` is when it is read: Helm and ORAS name a
+    /// registry so.
+    #[test]
+    fn a_helm_reference_without_its_object_is_told_the_registry_s_spelling() {
+        for (written, meant) in [
+            ("oci://ghcr.io/team/chart:", "ghcr.io/team/chart:v1"),
+            ("oci://ghcr.io/team/chart@", "ghcr.io/team/chart@sha256:…"),
+            (
+                "oci://ghcr.io/team/chart:1.0@",
+                "ghcr.io/team/chart:1.0@sha256:…",
+            ),
+            ("oci://ghcr.io/team/chart:@", "ghcr.io/team/chart:v1"),
+        ] {
+            let e = written.parse::<ImageRef>().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "as Helm and ORAS name a registry, is a layout directory here: for the \
+                     registry, write it without oci:// ({meant})"
+                )),
+                "{written}: {e}"
+            );
+            let parsed = r(&meant.replace("sha256:…", D));
+            assert!(matches!(parsed.locator, Locator::Registry(_)), "{meant}");
+        }
+        // A layout path that names no registry is told nothing of it.
+        let e = "oci://dir:".parse::<ImageRef>().unwrap_err().to_string();
+        assert!(!e.contains("Helm"), "{e}");
     }
 
     #[test]

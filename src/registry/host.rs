@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::auth::{Authorizer, Challenged, CredentialSource, Grant, RequestTries, Sent};
+use crate::duration::Written;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
@@ -370,11 +371,11 @@ impl Host {
             _ => false,
         };
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
-        // The configured header goes with the mirror's own API requests alone: a token
-        // service's refusal, or a redirect target's, turned down no header of the user's.
-        let configured_login = self.headers.contains_key(http::header::AUTHORIZATION)
-            && e.url().is_none_or(|url| url.starts_with(&self.api));
-        if let Some(lasting) = super::misconfigured::lasting(e, configured_login) {
+        let answered = super::misconfigured::Answered {
+            own: e.url().is_none_or(|url| url.starts_with(&self.api)),
+            configured_login: self.headers.contains_key(http::header::AUTHORIZATION),
+        };
+        if let Some(lasting) = super::misconfigured::lasting(e, answered) {
             lasting.warn_once(&self.api, e, then_registry);
             if lasting.for_the_run {
                 let mut mark = self.down.lock().expect("mirror mark poisoned");
@@ -783,12 +784,46 @@ impl Host {
         ask: Ask,
     ) -> Result<()> {
         let Refused {
-            mut reply,
+            reply,
             grant,
             ticket,
             verdict,
         } = refused;
         let (policy, url) = (a.policy, a.url);
+        let (answer, mut err) = self.read_refusal(reply, &grant, url).await;
+        if let Some(t) = ticket {
+            err = self.outage_counted(t, err, a, &answer)?;
+        }
+        let err = self.refused_for_good(&answer, err, &grant, url).await?;
+        let err = self.spurned_noted(&answer, err, &grant, &verdict, a.auth_rounds);
+        if let Some(asked) = answer.holding.filter(|_| ask.hands_off) {
+            // A mirror is a shortcut: waiting for it, object after object, while the
+            // registry would answer now, made a throttled cache slow the whole run. Its
+            // blob store's pause skips it too: its blobs would wait there.
+            let asked = asked.min(policy.max_delay);
+            self.pause.pause_for(asked);
+            if let Some(target) = &answer.elsewhere {
+                self.transport.pause_origin(target, asked);
+            }
+            return Err(err.with_url(url));
+        }
+        self.hold_off(&answer, policy);
+        if ask.ends_at_500 && answer.own && answer.status == StatusCode::INTERNAL_SERVER_ERROR {
+            let err = err.with_attempts(*a.retries + 1).ending_at_500();
+            return Err(err.with_url(url));
+        }
+        a.wait_out(&self.outage, err, answer.asked).await
+    }
+
+    /// What the answer `reply` to a request for `url` sent with `grant` says, and the
+    /// error it makes. Its connection is let go: it is not held through what follows (a
+    /// token or quota lookup on this host, and the pause before the next attempt).
+    async fn read_refusal(
+        &self,
+        mut reply: transport::Reply,
+        grant: &Grant,
+        url: &Uri,
+    ) -> (RefusalRead, Error) {
         let status = reply.response.status();
         let asked = retry::retry_after(reply.response.headers());
         let out_of_quota = status == StatusCode::TOO_MANY_REQUESTS
@@ -801,42 +836,74 @@ impl Host {
         // and those that the registry sends there wait.
         let holding = asked.filter(|_| matches!(status.as_u16(), 429 | 503));
         let elsewhere = (holding.is_some() && !own).then(|| reply.url.clone());
-        let sent = self.sent_with(&grant, url, &reply.url);
-        let mut err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
-        // Its connection is not held through what follows: a token or quota lookup
-        // on this host, and the pause before the next attempt.
-        drop(reply);
-        // Held before this request's own verdict: on its last attempt (always, with
-        // `--retries 0`) it fails, but the server's pause holds every request to it,
-        // where each other task drew a 429 of its own. One past the longest wait fails
-        // this request at once, and pauses no other for that long.
-        let hold_off = || match (holding.filter(|d| *d <= policy.max_delay), &elsewhere) {
+        let sent = self.sent_with(grant, url, &reply.url);
+        let err = status_error(&self.transport, &mut reply, self.mirror, &sent).await;
+        let read = RefusalRead {
+            status,
+            asked,
+            out_of_quota,
+            own,
+            holding,
+            elsewhere,
+        };
+        (read, err)
+    }
+
+    /// Holds every request to the server that asked for a pause it may wait out: this
+    /// host, or the redirect's target that asked. One past the longest wait fails this
+    /// request at once, and pauses no other for that long.
+    fn hold_off(&self, answer: &RefusalRead, policy: &RetryPolicy) {
+        match (
+            answer.holding.filter(|d| *d <= policy.max_delay),
+            &answer.elsewhere,
+        ) {
             (Some(asked), Some(target)) => self.transport.pause_origin(target, asked),
             (Some(asked), None) => self.pause.pause_for(asked),
             (None, _) => {}
-        };
-        if let Some(t) = ticket {
-            // Ended late to an outage, with retries left: its answer's pause was not
-            // waited out either, as after a last attempt (`Next::Spent`), and holds the
-            // requests sent after it, as any other answer's does: the next object's,
-            // sent at once, met the server before the pause it asked for was over.
-            let spent = (*a.retries, a.max_retries);
-            err = match self.outage_failed(t, err, url, policy, a.came, spent) {
-                Ok(err) => err,
-                Err(e) => {
-                    hold_off();
-                    let last = asked.or_else(|| e.retry_after());
-                    return Err(e.with_retry_after(last));
-                }
-            };
         }
+    }
+
+    /// `err` counted on the registry's outage with the ticket `t` of the request sent for
+    /// all; `Err` when that ends the request.
+    fn outage_counted(
+        &self,
+        t: Ticket<'_>,
+        err: Error,
+        a: &Attempts<'_>,
+        answer: &RefusalRead,
+    ) -> Result<Error> {
+        // Ended late to an outage, with retries left: its answer's pause was not
+        // waited out either, as after a last attempt (`Next::Spent`), and holds the
+        // requests sent after it, as any other answer's does: the next object's,
+        // sent at once, met the server before the pause it asked for was over.
+        // Held before this request's own verdict: on its last attempt (always, with
+        // `--retries 0`) it fails, but the server's pause holds every request to it,
+        // where each other task drew a 429 of its own.
+        let spent = (*a.retries, a.max_retries);
+        self.outage_failed(t, err, a.url, a.policy, a.came, spent)
+            .map_err(|e| {
+                self.hold_off(answer, a.policy);
+                let last = answer.asked.or_else(|| e.retry_after());
+                e.with_retry_after(last)
+            })
+    }
+
+    /// `err`, unless its words end the request for good (`Err`): an expired password, or
+    /// a spent quota.
+    async fn refused_for_good(
+        &self,
+        answer: &RefusalRead,
+        err: Error,
+        grant: &Grant,
+        url: &Uri,
+    ) -> Result<Error> {
         // ECR's words for a password past its 12 hours: credentials refused, as a 401
         // says, and not a repository policy's 403, which names the action refused.
-        if status == StatusCode::FORBIDDEN
-            && own
+        if answer.status == StatusCode::FORBIDDEN
+            && answer.own
             && err.message().contains("authorization token has expired")
         {
-            if let Some(refused) = self.auth.expired(&grant, err.message()).await {
+            if let Some(refused) = self.auth.expired(grant, err.message()).await {
                 return Err(refused.with_url(url));
             }
         }
@@ -844,45 +911,42 @@ impl Host {
         // without a `Retry-After`: retries would only spend requests, which Docker
         // Hub has counted against the quota too. Its words tell it where its headers
         // are missing (a HEAD's answer has no body, a proxy may drop headers).
-        if status == StatusCode::TOO_MANY_REQUESTS
-            && asked.is_none()
-            && (out_of_quota || err.message().contains("pull rate limit"))
+        if answer.status == StatusCode::TOO_MANY_REQUESTS
+            && answer.asked.is_none()
+            && (answer.out_of_quota || err.message().contains("pull rate limit"))
         {
-            let advice = self.auth.quota_advice(&grant).await;
+            let advice = self.auth.quota_advice(grant).await;
             return Err(err.with_note(advice).with_url(url));
         }
-        let rounds_spent = status == StatusCode::UNAUTHORIZED
-            && a.auth_rounds >= MAX_AUTH_ROUNDS
+        Ok(err)
+    }
+
+    /// `err`, noted when the registry refused the tokens its token server just issued
+    /// (after `auth_rounds` renewed), which it then remembers.
+    fn spurned_noted(
+        &self,
+        answer: &RefusalRead,
+        err: Error,
+        grant: &Grant,
+        verdict: &Verdict,
+        auth_rounds: u32,
+    ) -> Error {
+        let rounds_spent = answer.status == StatusCode::UNAUTHORIZED
+            && auth_rounds >= MAX_AUTH_ROUNDS
             && grant.sends(b"Bearer");
         if rounds_spent {
-            self.auth.spurned(&grant, &verdict.challenges);
+            self.auth.spurned(grant, &verdict.challenges);
         }
-        if rounds_spent || verdict.spurned {
-            // Its own words ask for authentication, which was sent: a registry that
-            // does not take its token server's tokens (a signing key they do not
-            // share) reads like a missing login otherwise.
-            err = err.with_note(format!(
-                "it refused {MAX_AUTH_ROUNDS} tokens in a row, each just issued by its \
-                 token server"
-            ));
+        if !(rounds_spent || verdict.spurned) {
+            return err;
         }
-        if let Some(asked) = holding.filter(|_| ask.hands_off) {
-            // A mirror is a shortcut: waiting for it, object after object, while the
-            // registry would answer now, made a throttled cache slow the whole run. Its
-            // blob store's pause skips it too: its blobs would wait there.
-            let asked = asked.min(policy.max_delay);
-            self.pause.pause_for(asked);
-            if let Some(target) = &elsewhere {
-                self.transport.pause_origin(target, asked);
-            }
-            return Err(err.with_url(url));
-        }
-        hold_off();
-        if ask.ends_at_500 && own && status == StatusCode::INTERNAL_SERVER_ERROR {
-            let err = err.with_attempts(*a.retries + 1).ending_at_500();
-            return Err(err.with_url(url));
-        }
-        a.wait_out(&self.outage, err, asked).await
+        // Its own words ask for authentication, which was sent: a registry that
+        // does not take its token server's tokens (a signing key they do not
+        // share) reads like a missing login otherwise.
+        err.with_note(format!(
+            "it refused {MAX_AUTH_ROUNDS} tokens in a row, each just issued by its \
+             token server"
+        ))
     }
 }
 
@@ -993,6 +1057,21 @@ struct Refused<'a> {
     verdict: Verdict,
 }
 
+/// What an answer that is no success says ([`Host::read_refusal`]).
+struct RefusalRead {
+    status: StatusCode,
+    /// Its `Retry-After`.
+    asked: Option<Duration>,
+    /// A 429 with no `Retry-After`, its quota's requests left at 0.
+    out_of_quota: bool,
+    /// From the host itself, not a redirect's target.
+    own: bool,
+    /// The pause asked for that holds every request to the server (a 429's, a 503's).
+    holding: Option<Duration>,
+    /// The redirect's target that asked for `holding`, when not this host.
+    elsewhere: Option<Uri>,
+}
+
 /// What ends a request beside its status and its retries spent ([`Host::request`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Ask {
@@ -1046,9 +1125,11 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     );
     // A note on the same error, not a new one: its cause, object and the hosts tried
     // first are part of what failed. Written as dist's other messages write durations:
-    // whole seconds read a `RetryPolicy::max_delay` of 500 ms as "0 s".
+    // whole seconds read a `RetryPolicy::max_delay` of 500 ms as "0 s", and a day as
+    // "86400s".
+    let (asked, limit) = (Written(asked), Written(limit));
     err.with_note(format_args!(
-        "it asks to be retried in {asked:?}, longer than dist waits ({limit:?})"
+        "it asks to be retried in {asked}, longer than dist waits ({limit})"
     ))
 }
 
@@ -1068,7 +1149,9 @@ mod tests {
     use super::*;
 
     /// A `Retry-After` date read by the local clock is a fraction past whole seconds:
-    /// 60.4 s read "asks to be retried in 60s, longer than dist waits (60s)".
+    /// 60.4 s read "asks to be retried in 60s, longer than dist waits (60s)". A long one
+    /// is said in hours and minutes, as the options take durations: a day read
+    /// "86400s".
     #[test]
     fn a_wait_too_long_is_said_in_seconds_rounded_up() {
         let err = || Error::new(ErrorKind::Http, "registry answered 503").with_status(503);
@@ -1076,12 +1159,16 @@ mod tests {
         let said = waits_too_long(err(), Duration::from_millis(60_400), limit);
         assert_eq!(
             said.message(),
-            "registry answered 503; it asks to be retried in 61s, longer than dist waits (60s)"
+            "registry answered 503; it asks to be retried in 1m1s, longer than dist waits (1m)"
         );
         assert_eq!(said.status(), Some(503));
+        let said = waits_too_long(err(), Duration::from_secs(86_400), limit);
+        assert!(said.message().contains("in 24h, "), "{said}");
+        let said = waits_too_long(err(), Duration::from_millis(5_399_600), limit);
+        assert!(said.message().contains("in 1h30m, "), "{said}");
         let said = waits_too_long(err(), Duration::MAX, limit);
         assert!(
-            said.message().contains(&format!("in {}s,", u64::MAX)),
+            said.message().contains(&format!("in {}h", u64::MAX / 3600)),
             "{said}"
         );
     }
@@ -1117,8 +1204,8 @@ mod tests {
         assert!(std::error::Error::source(&said).is_some());
         assert_eq!(
             said.reason(),
-            "token server answered 429: slow down; it asks to be retried in 3600s, longer \
-             than dist waits (60s) (tried first: http://m/v2/x: mirror answered 500)"
+            "token server answered 429: slow down; it asks to be retried in 1h, longer \
+             than dist waits (1m) (tried first: http://m/v2/x: mirror answered 500)"
         );
     }
 

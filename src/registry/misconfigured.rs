@@ -12,25 +12,29 @@ use crate::error::{Error, ErrorKind};
 
 /// Why a mirror's failure will not pass by itself, and whether it is then left alone
 /// for the rest of the run; `None` for a failure that may (a 404 for content a
-/// pull-through cache lacks, a 5xx, a refused connection). `configured_login`: whether
-/// the mirror's `hosts.toml` `[header]` sets an `Authorization`, which its requests carry
-/// whatever login dist found.
-pub(crate) fn lasting(e: &Error, configured_login: bool) -> Option<Lasting> {
+/// pull-through cache lacks, a 5xx, a refused connection). `answered`: who of the
+/// mirror's servers answered `e`.
+pub(crate) fn lasting(e: &Error, answered: Answered) -> Option<Lasting> {
     // Refused anonymous, a login dist had and did not send: neither "refused access" nor
     // "dist sent none" tells the user the login was found, and where.
     if let (ErrorKind::Unauthorized | ErrorKind::Denied, Some(origin)) =
         (e.kind(), e.login_kept_back())
     {
         let status = e.status().unwrap_or(401);
+        // The mirror's own refusal came to the anonymous token its service did grant.
+        let given = if answered.own { "access" } else { "token" };
         return Some(Lasting {
             cause: format!(
-                "gives anonymous callers no token ({status}), and the login from {origin} was \
-                 kept back from its token service"
+                "gives anonymous callers no {given} ({status}), and the login from {origin} \
+                 was kept back from its token service"
             )
             .into(),
             for_the_run: true,
         });
     }
+    // The configured header goes with the mirror's own API requests alone: a token
+    // service's refusal, or a redirect target's, turned down no header of the user's.
+    let configured_login = answered.own && answered.configured_login;
     let (cause, for_the_run) = match e.kind() {
         // Not the mirror's: it was never reached.
         ErrorKind::Unauthorized if e.is_proxy_login() => (
@@ -41,13 +45,23 @@ pub(crate) fn lasting(e: &Error, configured_login: bool) -> Option<Lasting> {
         // the mirror looking for a wrong one.
         ErrorKind::Unauthorized => {
             let status = e.status().unwrap_or(401);
-            let cause = match e.login_from() {
-                Some(origin) => format!("refused the login from {origin} ({status})"),
+            let cause = match (e.login_from(), e.login_unsendable()) {
+                (Some(origin), _) => format!("refused the login from {origin} ({status})"),
+                // A login was found, and is what the challenge cannot take.
+                (None, Some((origin, what))) => format!(
+                    "asks for Basic authentication ({status}), and the login from {origin} is \
+                     {what}, which it cannot send"
+                ),
                 // "dist sent none" of a request that carried the configured header.
-                None if configured_login => {
+                // Logins go to the host they are for alone, never along a redirect.
+                (None, None) if e.is_at_redirect_target() => format!(
+                    "sent dist on to a redirect's target that asks for a login ({status}), \
+                     which dist sends no login to: a login goes to the host it is for alone"
+                ),
+                (None, None) if configured_login => {
                     format!("refused the Authorization its hosts.toml [header] sets ({status})")
                 }
-                None => format!("asks for a login ({status}), and dist sent none"),
+                (None, None) => format!("asks for a login ({status}), and dist sent none"),
             };
             return Some(Lasting {
                 cause: cause.into(),
@@ -79,6 +93,16 @@ pub(crate) fn lasting(e: &Error, configured_login: bool) -> Option<Lasting> {
         cause: cause.into(),
         for_the_run,
     })
+}
+
+/// Who of a mirror's servers answered with a failure, and what its requests carried.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered {
+    /// The mirror's own API, not its token service nor a redirect's target.
+    pub(crate) own: bool,
+    /// Its `hosts.toml` `[header]` sets an `Authorization`, which its own requests carry
+    /// until dist answers its challenge with a credential of its own.
+    pub(crate) configured_login: bool,
 }
 
 /// A mirror failure that will not pass by itself.
@@ -128,17 +152,23 @@ fn first_time(api: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The mirror's own API answered, with no configured `Authorization`.
+    const OWN: Answered = Answered {
+        own: true,
+        configured_login: false,
+    };
+
     #[test]
     fn refused_credentials_last_for_the_run_and_a_404_does_not_last() {
         let refused = Error::new(ErrorKind::Unauthorized, "401");
-        assert!(lasting(&refused, false).is_some_and(|l| l.for_the_run));
+        assert!(lasting(&refused, OWN).is_some_and(|l| l.for_the_run));
         let refused = refused.with_login_from("/home/me/.docker/config.json");
-        assert!(lasting(&refused, false).is_some_and(|l| l.for_the_run));
+        assert!(lasting(&refused, OWN).is_some_and(|l| l.for_the_run));
         let untrusted = Error::new(ErrorKind::Certificate, "unknown issuer");
-        assert!(lasting(&untrusted, false).is_some_and(|l| !l.for_the_run));
-        assert!(lasting(&Error::new(ErrorKind::NotFound, "404"), false).is_none());
-        assert!(lasting(&Error::new(ErrorKind::Http, "503"), false).is_none());
-        assert!(lasting(&Error::new(ErrorKind::Connect, "refused"), false).is_none());
+        assert!(lasting(&untrusted, OWN).is_some_and(|l| !l.for_the_run));
+        assert!(lasting(&Error::new(ErrorKind::NotFound, "404"), OWN).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Http, "503"), OWN).is_none());
+        assert!(lasting(&Error::new(ErrorKind::Connect, "refused"), OWN).is_none());
     }
 
     #[test]

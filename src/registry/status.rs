@@ -113,6 +113,10 @@ pub(super) async fn status_error(
         Some(from) => e.with_note(transport::redirected_by(from)),
         None => e,
     };
+    let e = match reply.same_origin {
+        true => e,
+        false => e.at_redirect_target(),
+    };
     e.with_status(status.as_u16()).with_url(url)
 }
 

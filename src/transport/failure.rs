@@ -128,8 +128,9 @@ pub(super) fn classify_client_error(
         return Error::new(
             ErrorKind::Connect,
             format!(
-                "the TLS handshake did not finish within {limit:?} ({}): the server took \
+                "the TLS handshake did not finish within {} ({}): the server took \
                  the connection but did not answer in TLS",
+                crate::duration::Written(limit),
                 Setting::ConnectTimeout
             ),
         );
@@ -307,9 +308,9 @@ pub(super) fn ended_under_body(idle_timeout: Duration) -> String {
     format!(
         "body interrupted: the HTTP/2 connection ended with no GOAWAY or reset: the server \
          closed it, or it went silent (keep-alive timed out: no answer to a PING within \
-         {:?}, sent after {:?} without a frame; {})",
-        idle_timeout / 4,
-        idle_timeout / 2,
+         {}, sent after {} without a frame; {})",
+        crate::duration::Written(idle_timeout / 4),
+        crate::duration::Written(idle_timeout / 2),
         Setting::IdleTimeout
     )
 }

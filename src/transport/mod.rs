@@ -298,6 +298,7 @@ pub struct Outgoing {
     pub authorization: Option<HeaderValue>,
     /// Headers configured for this host (`hosts.toml`'s `header`): like `authorization`,
     /// sent to the origin of `url` only, and never logged, since they may carry secrets.
+    /// An `Authorization` among them goes only while `authorization` is `None`.
     pub origin_headers: HeaderMap,
     /// Request body (empty for GET/HEAD).
     pub body: Bytes,
@@ -701,11 +702,19 @@ impl Transport {
             builder = builder.header(agent, ua.clone());
         }
         if origin {
+            // The credential dist answered a challenge with replaces a configured
+            // `Authorization`, as containerd's authorizer sets its own over it: sent beside
+            // it, a server read one of the two or refused the request, and a refusal named
+            // the one it did not read.
+            let replaced = |k: &http::HeaderName| {
+                req.authorization.is_some() && k == http::header::AUTHORIZATION
+            };
+            let configured = req.origin_headers.iter().filter(|(k, _)| !replaced(k));
             for (k, v) in req
                 .authorization
                 .iter()
                 .map(|a| (&http::header::AUTHORIZATION, a))
-                .chain(&req.origin_headers)
+                .chain(configured)
             {
                 let mut v = v.clone();
                 v.set_sensitive(true);
@@ -771,7 +780,8 @@ impl Transport {
                     // proxy is named too: it is what did not answer, and the registry's URL
                     // alone sent the user looking for a stalled registry.
                     let mut said = format!(
-                        "no response headers within {limit:?} ({})",
+                        "no response headers within {} ({})",
+                        crate::duration::Written(limit),
                         crate::setting::Setting::ResponseTimeout
                     );
                     if let Some(proxy) = self.proxies.forwarding_proxy(&req.url) {

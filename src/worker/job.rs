@@ -303,7 +303,7 @@ async fn to_store(
         s.tally.sized(download.meta().size);
         let received = s.receive(&mut download, &mut temp).await;
         match s.judge(received, download, temp, resumed).await? {
-            Then::On(()) | Then::Done => return Ok(()),
+            Then::Done => return Ok(()),
             Then::Again => continue,
         }
     }
@@ -462,14 +462,15 @@ impl Storing<'_, '_> {
     }
 
     /// Stores the blob received whole (`Done`), or judges why it was not: another attempt,
-    /// the partial kept or given up as its failure says, or the job's failure.
+    /// the partial kept or given up as its failure says, or the job's failure. The last
+    /// step of an attempt: nothing goes on from it (`On` holds no value).
     async fn judge(
         &mut self,
         received: Result<()>,
         download: Download,
         temp: TempBlob,
         resumed: bool,
-    ) -> Result<Then<()>> {
+    ) -> Result<Then<std::convert::Infallible>> {
         let object = &self.job.object;
         match received {
             Ok(()) => {

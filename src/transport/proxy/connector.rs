@@ -105,7 +105,8 @@ async fn within<T>(
     match tokio::time::timeout(limit, work).await {
         Ok(done) => done,
         Err(_) => Err(format!(
-            "the proxy {proxy} did not answer {what} within {limit:?} ({})",
+            "the proxy {proxy} did not answer {what} within {} ({})",
+            crate::duration::Written(limit),
             crate::setting::Setting::ConnectTimeout
         )
         .into()),
