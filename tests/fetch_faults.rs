@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::cli::{bytes, frame_media_types, json_lines, parse_frames, sha256, Dist};
+use support::cli::{bytes, frame_media_types, json_lines, parse_frames, sha256, Dist, Running};
 use support::fake::{Auth, FakeRegistry, Fault, Gate, Recorder};
 
 fn fake_with_blob(len: usize) -> (FakeRegistry, String, Vec<u8>) {
@@ -80,13 +80,15 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
 #[test]
 fn a_stalled_reader_is_told_only_what_stdout_took() {
     let (reg, digest, _) = fake_with_blob(4 << 20);
-    let mut child = Dist::new()
-        .command(&["--timeout", "3s", "fetch", &repo(&reg), &digest])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
+    let mut child = Running::new(
+        Dist::new()
+            .command(&["--timeout", "3s", "fetch", &repo(&reg), &digest])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn dist"),
+    );
     // Held, never read: the pipe fills, and the writer waits for room.
     let _stdout = child.stdout.take().expect("stdout");
     let mut err = String::new();
@@ -3409,7 +3411,7 @@ fn a_token_server_s_retry_after_does_not_hold_the_registry() {
 /// `lifetime` late, on 4 jobs under tokens that last `lifetime`: 1.2 lifetimes of work,
 /// so the first token is renewed early (a quarter of its life before its end) midway.
 /// Returns once the first token was asked for.
-fn renewing_batch(seed: u64, lifetime: Duration) -> (FakeRegistry, std::process::Child) {
+fn renewing_batch(seed: u64, lifetime: Duration) -> (FakeRegistry, Running) {
     let reg = FakeRegistry::builder().auth(Auth::bearer(lifetime)).start();
     let mut input = String::new();
     for i in 0..480 {

@@ -6,10 +6,11 @@ mod support;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
-use support::cli::{assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist};
+use support::cli::{
+    assert_stored_alone, blob_names as names, bytes, hex, json_lines, Dist, Running,
+};
 use support::fake::{FakeRegistry, Fault, Gate, RequestRecord};
 use support::opens::Opens;
 use support::wait::until;
@@ -89,7 +90,7 @@ fn second_run_waiting(
     dist: &Dist,
     args: &[&str],
     input: &str,
-) -> Child {
+) -> Running {
     let before = other_requests(reg, digest);
     let gets = blob_gets(reg, digest).len();
     let second = dist.spawn(args, input.as_bytes());

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cli::{assert_stored_alone, blob_names as names, hex, Dist};
+use support::cli::{assert_stored_alone, blob_names as names, hex, Dist, Running};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
 
 /// Past the first MiB, what a download received is on disk and worth keeping.
@@ -66,12 +66,13 @@ fn fetch_into_as(
         use std::os::unix::process::CommandExt;
         cmd.uid(id).gid(id);
     }
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     std::io::Write::write_all(
         &mut child.stdin.take().unwrap(),
         format!("{digest}\n").as_bytes(),

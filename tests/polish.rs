@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use support::cli::{blob_names, bytes, json_lines, parse_frames, Dist};
+use support::cli::{blob_names, bytes, json_lines, parse_frames, Dist, Running};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
@@ -90,19 +90,21 @@ fn worker_on_a_stopped_terminal(
 ) -> (std::process::ExitStatus, String) {
     use std::io::Write;
     let (mut controller, terminal) = stopped_terminal();
-    let mut child = Dist::new()
-        .command(&[
-            "fetch",
-            &format!("{}/team/app", reg.host()),
-            "-",
-            "-o",
-            out_dir.to_str().unwrap(),
-        ])
-        .stdin(std::fs::File::open(list).unwrap())
-        .stdout(std::fs::File::create(out_dir.with_extension("jsonl")).unwrap())
-        .stderr(terminal)
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        Dist::new()
+            .command(&[
+                "fetch",
+                &format!("{}/team/app", reg.host()),
+                "-",
+                "-o",
+                out_dir.to_str().unwrap(),
+            ])
+            .stdin(std::fs::File::open(list).unwrap())
+            .stdout(std::fs::File::create(out_dir.with_extension("jsonl")).unwrap())
+            .stderr(terminal)
+            .spawn()
+            .unwrap(),
+    );
     let stored = |d: &String| {
         out_dir
             .join("blobs/sha256")
@@ -225,19 +227,21 @@ fn a_run_waiting_for_a_stopped_terminal_at_its_end_ends_on_ctrl_c() {
     std::fs::write(&list, input(&blobs)).unwrap();
     let (_controller, terminal) = stopped_terminal();
     let out_dir = dir.path().join("out");
-    let mut child = Dist::new()
-        .command(&[
-            "fetch",
-            &format!("{}/team/app", reg.host()),
-            "-",
-            "-o",
-            out_dir.to_str().unwrap(),
-        ])
-        .stdin(std::fs::File::open(&list).unwrap())
-        .stdout(std::fs::File::create(dir.path().join("out.jsonl")).unwrap())
-        .stderr(terminal)
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        Dist::new()
+            .command(&[
+                "fetch",
+                &format!("{}/team/app", reg.host()),
+                "-",
+                "-o",
+                out_dir.to_str().unwrap(),
+            ])
+            .stdin(std::fs::File::open(&list).unwrap())
+            .stdout(std::fs::File::create(dir.path().join("out.jsonl")).unwrap())
+            .stderr(terminal)
+            .spawn()
+            .unwrap(),
+    );
     // Done with the run: its runtime and output threads gone, the thread that writes
     // stderr left waiting for the terminal beside the main one.
     let tasks = format!("/proc/{}/task", child.id());
@@ -1557,11 +1561,13 @@ fn with_stdout_unusable(
     } else {
         command.stdout(std::fs::File::open(read_only).unwrap());
     }
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        command
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     use std::io::Write as _;
     let _ = child.stdin.take().unwrap().write_all(input);
     child.wait_with_output().unwrap()
@@ -3055,14 +3061,15 @@ fn an_oci_reference_given_as_the_output_directory_is_refused() {
             (&["pull", &pull_ref, "-o", out_dir], b""),
         ];
         for (args, stdin) in runs {
-            let mut child = dist
-                .command(args)
-                .current_dir(dir.path())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child = Running::new(
+                dist.command(args)
+                    .current_dir(dir.path())
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
             // Refused before its input is read, dist may be gone before the write ends
             // (EPIPE), as `Dist::run` allows.
             let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin);
@@ -3097,14 +3104,15 @@ fn a_dash_given_as_the_output_directory_is_refused() {
         (&["pull", &pull_ref, "-o", "-"], b""),
     ];
     for (args, stdin) in runs {
-        let mut child = dist
-            .command(args)
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Running::new(
+            dist.command(args)
+                .current_dir(dir.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         // Refused before its input is read, dist may be gone before the write ends
         // (EPIPE), as `Dist::run` allows.
         let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin);

@@ -56,6 +56,14 @@ proptest! {
         let _ = challenge::parse(&s);
     }
 
+    /// Random text seldom holds `=`, a quote and a backslash where the parser reads a
+    /// quoted value: a header cut after its escape went untried (an `unwrap` of the escaped
+    /// byte passed 2000 cases). These are made of little but what challenges are made of.
+    #[test]
+    fn challenge_like_headers_never_panic(s in "(Bearer |Basic )?[ab =,\"\\\\]{0,30}") {
+        let _ = challenge::parse(&s);
+    }
+
     #[test]
     fn challenge_params_survive_quoting(
         realm in "[ -~]{0,40}",

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::cli::{
-    bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist,
+    bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist, Running,
 };
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
@@ -766,7 +766,7 @@ fn start_batch(
     reg: &FakeRegistry,
     blobs: &BTreeMap<String, Vec<u8>>,
     dir: &Path,
-) -> std::process::Child {
+) -> Running {
     let args = [
         "fetch",
         &repo(reg),
@@ -1002,9 +1002,7 @@ fn catches(pid: u32, signal: i32) -> Option<bool> {
 /// A batch of framed output to a pipe nobody reads, stuck once the pipe is full, so that a
 /// stop waits its while for the output; with dist's handler for SIGINT in place. The
 /// pipe's reading end is returned, to be held: closed, the batch would stop on its own.
-fn a_batch_stuck_on_its_output(
-    reg: &FakeRegistry,
-) -> (std::process::Child, std::process::ChildStdout) {
+fn a_batch_stuck_on_its_output(reg: &FakeRegistry) -> (Running, std::process::ChildStdout) {
     let blobs = fill(reg, 40, 200_000);
     let mut child = Dist::new().spawn(
         &["fetch", &repo(reg), "-", "-j", "4"],
@@ -1128,12 +1126,14 @@ fn signals_ignored_at_start_stay_ignored() {
             Ok(())
         });
     }
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let input = lines(&blobs);
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
     drop(child.stdin.take());
@@ -1898,13 +1898,15 @@ fn a_non_blocking_stdin_is_waited_on_between_lines() {
             std::fs::File::from_raw_fd(fds[1]),
         )
     };
-    let mut child = Dist::new()
-        .command(&["fetch", &repo(&reg), "-", "--timeout", "120s"])
-        .stdin(read)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        Dist::new()
+            .command(&["fetch", &repo(&reg), "-", "--timeout", "120s"])
+            .stdin(read)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     // Nothing to read at first, and again between the two lines.
     std::thread::sleep(Duration::from_millis(300));
@@ -2099,7 +2101,7 @@ fn a_pull_stops_while_nobody_reads_its_lines() {
 /// with SIGTERM. Returns its exit status, the lines it said after the first, and its
 /// stdout, to read what the pipe held.
 fn stopped_after_its_first_line(
-    mut child: std::process::Child,
+    mut child: Running,
     limit: Duration,
     first: impl FnOnce(&str),
 ) -> (std::process::ExitStatus, String, std::process::ChildStdout) {

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cli::{bytes, frame_media_types, json_lines, Dist};
+use support::cli::{bytes, frame_media_types, json_lines, Dist, Running};
 use support::fake::{FakeRegistry, Fault, Gate};
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -208,15 +208,17 @@ fn limit(
 }
 
 /// `command` started with stdout and stderr piped and `stdin` as its whole input.
-fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> std::process::Child {
+fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> Running {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
+    let mut child = Running::new(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dist"),
+    );
     // A dist that stops before reading its input (refusing to start) closes the pipe.
     let fed = child.stdin.take().unwrap().write_all(stdin);
     if let Err(e) = fed {
@@ -254,12 +256,7 @@ fn run_with_thread_limit(
 }
 
 /// [`run_with_thread_limit`]'s `dist ARGS…`, started and fed `stdin`, left running.
-fn start_with_thread_limit(
-    dist: &Dist,
-    args: &[&str],
-    stdin: &[u8],
-    threads: u64,
-) -> std::process::Child {
+fn start_with_thread_limit(dist: &Dist, args: &[&str], stdin: &[u8], threads: u64) -> Running {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     // Failed, not skipped: a test that returned here passed having checked nothing, its
@@ -632,12 +629,14 @@ fn redirected_to_many_hosts(mirror: bool) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut command = Dist::new().command(&args);
     limit(&mut command, libc::RLIMIT_NOFILE, 64, 64);
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn dist");
+    let mut child = Running::new(
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn dist"),
+    );
     let mut stdin = child.stdin.take().unwrap();
     let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
     std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
@@ -1419,6 +1418,28 @@ fn traced_file_operations(dist: &Dist, args: &[&str], under: &Path) -> Vec<FileO
     file_operations(&text, under)
 }
 
+/// Fails the test where `TMPDIR`, which holds its layouts, is in memory (tmpfs, ramfs):
+/// dist syncs nothing there, having nothing to make durable, and the tests that watch its
+/// syncs under `strace` failed for want of them without saying why ("blobs not synced",
+/// a status 0 where a held sync should have stopped the run).
+fn temp_dir_on_a_disk() {
+    use std::os::unix::ffi::OsStrExt;
+    // statfs(2)'s f_type of tmpfs and ramfs (linux/magic.h), as dist tells them.
+    const IN_MEMORY: [u32; 2] = [0x0102_1994, 0x8584_58f6];
+    let dir = std::env::temp_dir();
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `path` is a NUL-terminated string and `fs` a statfs for the call to fill.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    let found = unsafe { libc::statfs(path.as_ptr(), &mut fs) };
+    assert_eq!(found, 0, "statfs {}", dir.display());
+    assert!(
+        !IN_MEMORY.contains(&(fs.f_type as u32)),
+        "TMPDIR ({}) is in memory (tmpfs), where dist syncs nothing and this test, which \
+         watches its syncs, has nothing to check: point TMPDIR at a disk",
+        dir.display()
+    );
+}
+
 /// Fails the test, saying `why`: `strace` (which scripts/test.sh installs) cannot run here,
 /// not installed or not allowed to trace in this container. These tests returned early
 /// instead, and passed having checked nothing, their notice captured by the harness.
@@ -1443,17 +1464,69 @@ fn traced_output_to(
     stdout: Option<std::process::Stdio>,
 ) -> std::process::Output {
     let mut command = traced(dist, args, log, options);
-    if let Some(stdout) = stdout {
-        command.stdout(stdout);
-    }
-    let out = command
-        .output()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let captured = stdout.is_none();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout.unwrap_or_else(std::process::Stdio::piped))
+        .stderr(std::process::Stdio::piped());
+    let mut child = Running::new(
+        command
+            .spawn()
+            .unwrap_or_else(|e| strace_cannot_run(&e.to_string())),
+    );
+    let read_all = |from: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut from) = from {
+                from.read_to_end(&mut bytes).unwrap();
+            }
+            bytes
+        })
+    };
+    let stdout = read_all(captured.then(|| Box::new(child.stdout.take().unwrap()) as _));
+    let stderr = read_all(Some(Box::new(child.stderr.take().unwrap())));
+    let status = traced_exit(&mut child, log);
+    let out = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
     let err = String::from_utf8_lossy(&out.stderr);
     if err.starts_with("strace: ") {
         strace_cannot_run(&err);
     }
     out
+}
+
+/// The exit status of the `dist` that `strace` (its `child`, logging to `log`) traces, as
+/// soon as it exits. A call `strace` holds up (`delay_enter`) holds the thread that made
+/// it past dist's exit, and `strace` with it: each held run took the whole delay, 10 or
+/// 20 s, where dist gave up seconds before. The first thread to exit with a status other
+/// than 0 gives dist's (only `exit_group` gives one: a thread's own exit is 0, and these
+/// runs start no other program); `strace` is then killed by its PID (SIGTERM waits out a
+/// held call), which lets go of the thread it held, to die with the rest; its log keeps
+/// what it wrote by then, the held call's start among it. A run that exits 0 is waited
+/// for to its end.
+fn traced_exit(child: &mut std::process::Child, log: &Path) -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let exited = text.lines().find_map(|line| {
+            let code = line.split_once("+++ exited with ")?.1;
+            let code: i32 = code.strip_suffix(" +++")?.parse().ok()?;
+            (code != 0).then_some(code)
+        });
+        if let Some(code) = exited {
+            let pid = i32::try_from(child.id()).unwrap();
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+            child.wait().unwrap();
+            return std::process::ExitStatus::from_raw(code << 8);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// `dist ARGS…` (with a `--timeout`) under `strace`, every `fsync` of the directory `held`
@@ -1489,11 +1562,13 @@ fn timed_out_in_fsync_to(
 }
 
 /// `dist ARGS…` under `strace`, its file operations logged to `log` (see
-/// [`file_operations`]), with `strace`'s own `options` too.
+/// [`file_operations`]), with `strace`'s own `options` too. The log keeps the threads'
+/// exits (`-q`, not `-qq`): [`traced_exit`] reads dist's status there.
 fn traced(dist: &Dist, args: &[&str], log: &Path, options: &[&str]) -> std::process::Command {
+    temp_dir_on_a_disk();
     let mut command = std::process::Command::new("strace");
     command
-        .args(["-f", "-y", "-qq", "-s", "4096", "-o"])
+        .args(["-f", "-y", "-q", "-s", "4096", "-o"])
         .arg(log)
         .args(["-e", "trace=fsync,fdatasync,rename,renameat,renameat2"])
         .args(options)
@@ -1745,7 +1820,7 @@ fn traced_worker(
     options: &[&str],
     blob: &str,
 ) -> (
-    std::process::Child,
+    Running,
     std::process::ChildStdin,
     std::io::BufReader<std::process::ChildStdout>,
     String,
@@ -1754,12 +1829,14 @@ fn traced_worker(
     use std::process::Stdio;
     let repo = repo(reg);
     let args = ["fetch", &repo, "-", "-o", layout.to_str().unwrap()];
-    let mut child = traced(dist, &args, log, options)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let mut child = Running::new(
+        traced(dist, &args, log, options)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| strace_cannot_run(&e.to_string())),
+    );
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{blob}").unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -2319,6 +2396,40 @@ fn a_pull_stopped_in_the_sync_of_its_blobs_says_so() {
 /// it blamed another run's lock, which this run held itself.
 #[test]
 fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
+    // A directory above whose change turned five minutes old during the run (or that
+    // changed) may have been synced by one count and not the other, and another fsync
+    // held: the run is not judged, and runs again. It returned instead, and passed having
+    // checked nothing.
+    for _ in 0..3 {
+        if let Some((out, log, index, named)) = a_pull_stopped_writing_the_index() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let dir = index.parent().unwrap().display().to_string();
+            assert!(
+                log.contains("fsync(") && log.contains(&format!("<{dir}/.dist-tmp")),
+                "no fsync of a new index.json in {dir} was held up: {log}"
+            );
+            assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
+            assert!(!err.contains("lock"), "{err}");
+            let said = format!(
+                "every object of the image was fetched and stored, but the image is not named \
+                 in {} (the stop came before its new index was renamed into place); the same \
+                 pull again names it without fetching anything",
+                index.display()
+            );
+            assert!(err.contains(&said), "{err}");
+            assert!(!named.contains(r#""v2""#), "{named}");
+            return;
+        }
+        eprintln!("a directory above the layout changed its standing during the run; again");
+    }
+    panic!("a directory above the layout changed its standing during each of three runs");
+}
+
+/// [`pull_stopped_in_the_index`] with the fsync of the new `index.json` held up: its
+/// output, strace's log, `index.json`'s path (its directory since removed) and text, or
+/// `None` where the directories above the layout that the run syncs may have changed
+/// during it, and another fsync was held.
+fn a_pull_stopped_writing_the_index() -> Option<(std::process::Output, String, PathBuf, String)> {
     let counted = std::cell::RefCell::new(Vec::new());
     let held = |layout: &str, _: &str| {
         let above = above_on_its_filesystem(Path::new(layout));
@@ -2328,29 +2439,9 @@ fn a_pull_stopped_writing_the_index_does_not_blame_a_lock() {
         ["-e".to_string(), inject].to_vec()
     };
     let (out, log, index, _dir) = pull_stopped_in_the_index(held);
-    // A directory above whose change turned five minutes old during the run (or that
-    // changed) may have been synced by one count and not the other, and another fsync held.
-    if above_on_its_filesystem(index.parent().unwrap()) != *counted.borrow() {
-        eprintln!("a directory above the layout changed its standing during the run; not checked");
-        return;
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let dir = index.parent().unwrap().display().to_string();
-    assert!(
-        log.contains("fsync(") && log.contains(&format!("<{dir}/.dist-tmp")),
-        "no fsync of a new index.json in {dir} was held up: {log}"
-    );
-    assert!(err.contains("gave up after the --timeout of 6s"), "{err}");
-    assert!(!err.contains("lock"), "{err}");
-    let said = format!(
-        "every object of the image was fetched and stored, but the image is not named in {} \
-         (the stop came before its new index was renamed into place); the same pull again \
-         names it without fetching anything",
-        index.display()
-    );
-    assert!(err.contains(&said), "{err}");
     let named = std::fs::read_to_string(&index).unwrap();
-    assert!(!named.contains(r#""v2""#), "{named}");
+    let unchanged = above_on_its_filesystem(index.parent().unwrap()) == *counted.borrow();
+    unchanged.then_some((out, log, index, named))
 }
 
 /// The report is the record a finished job leaves (the Indexed Job's
@@ -2430,11 +2521,13 @@ fn a_pull_whose_reader_went_away_syncs_what_it_stored() {
     let image = format!("{}:v1", repo(&reg));
     let args = ["pull", &image, "-o", layout.to_str().unwrap()];
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = traced(&Dist::new(), &args, log.path(), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        traced(&Dist::new(), &args, log.path(), &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
@@ -2519,12 +2612,14 @@ fn a_spool_that_cannot_be_read_back_is_named() {
     // and only spools; each 3 MiB one in 13 reads, so the 20th is in the second's body.
     let options = ["-e", "trace=read", "-e", "inject=read:error=EIO:when=20"];
     let mut command = traced(&dist, &args, log.path(), &options);
-    let child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| strace_cannot_run(&e.to_string()));
+    let child = Running::new(
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| strace_cannot_run(&e.to_string())),
+    );
     let input = format!("{first_digest}\n{second}\n{third}\n");
     let out = {
         use std::io::Write;
@@ -2579,13 +2674,14 @@ fn on_a_non_blocking_pipe(
             0
         );
     }
-    let mut child = dist
-        .command(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::from(write))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::new(
+        dist.command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
     let mut pipe = std::fs::File::from(read);
     let mut got = Vec::new();
@@ -2666,7 +2762,7 @@ fn mkfifo(path: &Path) {
 /// hung for ever, before it fetched anything.
 #[test]
 fn a_report_fifo_is_waited_for_within_the_timeout() {
-    let output_within = |mut child: std::process::Child, what: &str| {
+    let output_within = |mut child: Running, what: &str| {
         support::wait::exit_within(&mut child, std::time::Duration::from_secs(30), what);
         child.wait_with_output().unwrap()
     };
@@ -2808,12 +2904,7 @@ fn wait_for_a_write_to(pid: u32, fifo: &Path) {
 /// A pull of a small image whose `--report` is a FIFO kept full, its reader reading
 /// nothing, once the pull is in write(2) to it: what holds the pull's report up. The
 /// registry, the directory and the reader go with the test.
-fn a_pull_writing_an_unread_report() -> (
-    FakeRegistry,
-    tempfile::TempDir,
-    std::fs::File,
-    std::process::Child,
-) {
+fn a_pull_writing_an_unread_report() -> (FakeRegistry, tempfile::TempDir, std::fs::File, Running) {
     let reg = FakeRegistry::start();
     small_image(&reg, "v1");
     let dir = tempfile::tempdir().unwrap();

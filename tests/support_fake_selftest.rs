@@ -1022,3 +1022,23 @@ fn parse_frames_reads_a_frame_whose_digest_is_its_body_s() {
     let frames = support::cli::parse_frames(frame.as_bytes());
     assert_eq!(frames[0].result.as_ref().unwrap().2, b"hello");
 }
+
+/// A test that fails while the `dist` it started still runs takes that run down with it,
+/// by its PID: a dropped `Child` ran on past the test (a worker reading its open stdin
+/// here, forever), and past the suite.
+#[test]
+fn a_started_dist_is_killed_when_its_test_fails() {
+    let dist = support::cli::Dist::new();
+    let mut pid = 0;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut run = dist.start(&["fetch", "127.0.0.1:1/x", "-"]);
+        pid = run.id();
+        assert_eq!(run.try_wait().unwrap(), None, "it waits for its input");
+        panic!("the test fails");
+    }));
+    assert!(failed.is_err());
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "dist {pid} still runs after its test failed");
+}

@@ -9,13 +9,16 @@ use support::registry::{Mode, Registry};
 
 /// Pushes `n` blobs of 4-64 KiB; returns digest -> content.
 fn push_blobs(reg: &Registry, repo: &str, n: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
-    (0..n)
+    let blobs: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             let len = 4096 + (i * 7919 + seed as usize * 131) % (60 << 10);
-            let data = bytes(seed * 100_000 + i as u64, len);
-            (reg.push_blob(repo, &data), data)
+            bytes(seed * 100_000 + i as u64, len)
         })
-        .collect()
+        .collect();
+    let slices: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+    let digests = reg.push_blobs(repo, &slices);
+    assert_eq!(digests.len(), n);
+    digests.into_iter().zip(blobs).collect()
 }
 
 fn client_for(reg: &Registry) -> Dist {

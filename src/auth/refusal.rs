@@ -336,14 +336,16 @@ mod tests {
             Some(ErrorKind::Unauthorized)
         );
         assert!(a.refusal_of(&basic("new")).is_none());
-        let long_ago = Instant::now().checked_sub(REFUSAL_STANDS + Duration::from_secs(1));
-        if let Some(long_ago) = long_ago {
-            a.refused.lock().unwrap().as_mut().unwrap().at = long_ago;
-            assert!(
-                a.refusal_of(&basic("old")).is_none(),
-                "tried again after a while"
-            );
-        }
+        // Checked only where there was such an instant, it passed unchecked on a machine up
+        // for less than that.
+        let long_ago = Instant::now()
+            .checked_sub(REFUSAL_STANDS + Duration::from_secs(1))
+            .expect("the machine has run for less than REFUSAL_STANDS: no instant that long ago");
+        a.refused.lock().unwrap().as_mut().unwrap().at = long_ago;
+        assert!(
+            a.refusal_of(&basic("old")).is_none(),
+            "tried again after a while"
+        );
     }
 
     /// A service that keeps fetching meets the standing refusal with every request; were
@@ -367,9 +369,10 @@ mod tests {
             let a = Authorizer::for_tests(super::super::CredentialSource::Fixed(basic.clone()));
             let refusal = Error::new(ErrorKind::Unauthorized, "refused");
             a.remember_refusal(&basic, &refusal);
-            let Some(at) = Instant::now().checked_sub(REFUSAL_STANDS / 2) else {
-                return;
-            };
+            // Returning here passed having checked nothing, on a machine up for less than that.
+            let at = Instant::now().checked_sub(REFUSAL_STANDS / 2).expect(
+                "the machine has run for less than REFUSAL_STANDS / 2: no instant that long ago",
+            );
             a.refused.lock().unwrap().as_mut().unwrap().at = at;
             let anonymous = a.grant(&policy).await.unwrap();
             let e = a

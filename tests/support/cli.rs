@@ -5,6 +5,51 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// A started `dist` ([`Dist::start`]), used as the [`std::process::Child`] it holds: a
+/// test that fails (panics) before it has waited for it kills it by its PID and reaps it,
+/// where a dropped `Child` ran on, a batch or a signalled run left behind by the suite.
+pub struct Running(Option<std::process::Child>);
+
+impl Running {
+    /// [`std::process::Child::wait_with_output`], the process then no longer this guard's.
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0.take().expect("a running dist").wait_with_output()
+    }
+
+    /// Guards `child`, a `dist` the test started itself (another command line, `strace`
+    /// before it).
+    pub fn new(child: std::process::Child) -> Running {
+        Running(Some(child))
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("a running dist")
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("a running dist")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // Already reaped (waited for), it is left alone: the kill only reaches one
+            // still running, and the wait reaps it.
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 /// A `dist` invocation with its own `DOCKER_CONFIG` directory (empty unless a test writes
 /// a `config.json` into it), and the containers tools' `auth.json` places under it too, so
 /// that nothing from the developer's machine leaks in.
@@ -125,19 +170,21 @@ impl Dist {
     }
 
     /// `dist ARGS…` started with stdin, stdout and stderr all piped, for tests that feed
-    /// and read it as it runs.
-    pub fn start(&self, args: &[&str]) -> std::process::Child {
-        self.command(args)
+    /// and read it as it runs; killed by its PID if the test ends before it does.
+    pub fn start(&self, args: &[&str]) -> Running {
+        let child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn dist")
+            .expect("spawn dist");
+        Running::new(child)
     }
 
     /// Starts `dist ARGS…` in the background with `stdin` as its whole input (then closed),
     /// stdout and stderr piped, for tests that signal or time it while it runs.
-    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> std::process::Child {
+    pub fn spawn(&self, args: &[&str], stdin: &[u8]) -> Running {
         let mut child = self.start(args);
         child
             .stdin
