@@ -58,7 +58,11 @@ pub trait Remote: Send + Sync {
     /// Fetches the rest of `object` after `prefix`, its first bytes kept by an earlier run.
     /// The download hands out the bytes from `prefix.len` on and verifies the whole
     /// content. The default asks for the whole content and drops what the prefix holds;
-    /// a registry asks for the rest alone (`Range`).
+    /// a registry asks for the rest alone (`Range`). A prefix with nothing past it (as
+    /// long as the content, or longer) ends either way in a download with nothing more to
+    /// hand out, verified, when it is the whole content, and else in an error
+    /// [`Error::is_corruption`](crate::Error::is_corruption) condemns: discard the
+    /// partial download it came from.
     fn fetch_rest<'a>(
         &'a self,
         object: &'a Object,

@@ -1481,3 +1481,22 @@ fn a_partial_longer_than_the_blob_a_server_sends_whole_is_not_kept() {
         "a partial longer than the blob was kept: {text}"
     );
 }
+
+/// A partial download as long as the blob, of other bytes (kept by a drop after content
+/// that failed verification): the request for the rest is refused (416), the partial
+/// thrown away at once and the blob fetched whole, with no word of content that did not
+/// verify, which no answer of the registry's sent.
+#[test]
+fn a_wrong_partial_as_long_as_the_blob_is_thrown_away_at_its_416() {
+    let (reg, digest, data) = fake_with_blob();
+    let dir = tempfile::tempdir().unwrap();
+    plant_partial(dir.path(), &digest, &vec![0; LEN]);
+    let (status, text) = fetch_into(&reg, dir.path(), &digest, &["-v"]);
+    assert_eq!(status, 0, "{text}");
+    assert_stored_alone(dir.path(), &digest, &data);
+    assert_eq!(
+        answers(&reg, &digest),
+        [(Some(format!("bytes={LEN}-")), 416), (None, 200)]
+    );
+    assert!(!text.contains("verif"), "{text}");
+}

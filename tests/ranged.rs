@@ -728,6 +728,40 @@ fn the_worker_has_connections_for_parts_beside_every_job() {
     assert!((6..=8).contains(&most), "connections at once: {most}");
 }
 
+/// Through the command line, a one-shot fetch of one slow blob: its parts take turns on
+/// the `--range-streams` connections. With room for one idle connection per host (the
+/// job count), parts that ended together closed all but one of theirs, and the next parts
+/// opened new ones: a handshake more per part, and TLS's round trips too.
+#[test]
+fn a_split_blob_s_parts_reuse_their_connections() {
+    let reg = FakeRegistry::start();
+    let data = bytes(96, 96 << 20);
+    let digest = reg.blob("team/app", &data);
+    // Slow by the defaults while a debug build reads faster than it comes (see above).
+    let fault = Fault::Paced {
+        bytes_per_sec: 32 << 20,
+        first_byte: Duration::ZERO,
+    };
+    reg.set_fault_for_every(&digest, fault);
+    let repo = format!("{}/team/app", reg.host());
+    let out = Dist::new().run(&["fetch", &repo, &digest], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data, "content");
+    let parts = range_requests(&reg).len();
+    assert!(parts >= 6, "the blob was split into parts: {parts}");
+    // The first stream's, closed where it stopped short of the blob's end, and four for
+    // the parts, each kept for the next part.
+    let opened = reg.connections();
+    assert!(
+        opened <= 5,
+        "connections opened for {parts} parts: {opened}"
+    );
+}
+
 /// A mirror that serves the first stream and then fails its parts (a cache losing the blob,
 /// a mirror going down): the registry serves the rest, as it does for a mirror's body that
 /// breaks off, instead of the object failing while the registry has it.

@@ -454,13 +454,16 @@ pub fn open_locator(
             options.ca_files = ca_files;
             options.client_identity = client_identity;
             options.skip_verify = server_settings.skip_verify;
-            options.max_idle_per_host = jobs.max(1);
             // Every job's stream, plus the parallel ranges of slow large blobs (their
             // budget is `range_streams` parts, one of which replaces a first stream).
             // With only `max(jobs, streams)`, four slow blobs on four jobs left their
             // parts waiting for a connection: no gain at all.
             let (connections, streams) = connections_within_file_limit(global, jobs, downloads);
             options.max_connections_per_host = jobs + streams - 1;
+            // As many kept idle as may be busy: with room for only `jobs`, parts that
+            // ended together closed their connections, and the next parts paid a new
+            // handshake each (a one-shot fetch: 7 connections for 11 parts, not 4).
+            options.max_idle_per_host = options.max_connections_per_host;
             options.max_connections = connections;
             // The hosts file's `dial_timeout` is about one host: it wins over the
             // flag, which is everyone's default.

@@ -17,6 +17,7 @@ mod download;
 pub mod host;
 mod mirror_down;
 mod misconfigured;
+mod nothing_past;
 mod outage;
 mod range_headers;
 mod status;
@@ -611,7 +612,10 @@ impl Remote for RegistryRemote {
         prefix: Prefix,
     ) -> BoxFuture<'a, Result<Download>> {
         async move {
-            let fetched = self.fetch_after(object, hints, Some(&prefix)).await;
+            let fetched = match self.fetch_after(object, hints, Some(&prefix)).await {
+                Err(e) if e.status() == Some(416) => nothing_past::judged(e, object, hints, prefix),
+                fetched => fetched,
+            };
             self.inner.noted(fetched)
         }
         .boxed()

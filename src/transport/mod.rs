@@ -186,7 +186,8 @@ pub struct TransportOptions {
     /// comes back within a quarter more.
     pub idle_timeout: Duration,
     /// Idle connections kept per host: 16, [`worker::DEFAULT_JOBS`](crate::worker::DEFAULT_JOBS);
-    /// the CLI sets it to its `--jobs`.
+    /// the CLI sets it to its cap per host ([`TransportOptions::max_connections_per_host`]),
+    /// so that the parts of a split blob keep their connections from part to part.
     pub max_idle_per_host: usize,
     /// Connections per host at most, busy or idle: 16, as many as
     /// [`worker::DEFAULT_JOBS`](crate::worker::DEFAULT_JOBS). Neither [`crate::worker::run`]

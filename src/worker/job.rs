@@ -408,6 +408,14 @@ impl Storing<'_, '_> {
                 self.tally.already_here(len);
                 Ok((Ok(Started::Fetching(Box::new((download, temp)))), true))
             }
+            // Judged before a refusal that failed verification: a 416 that found the
+            // partial to be no prefix of the blob is one (see `registry::nothing_past`).
+            Err(e) if cannot_carry_on(&e) => {
+                tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
+                temp.discard();
+                let opened = start(remote, job, hints, store, looks, &mut self.held).await;
+                Ok((opened, false))
+            }
             // Refused before a byte of the rest was read (over its size, or a
             // digest header naming other content): fetched once more below, as
             // any such refusal is (from the registry itself, or where it may not
@@ -415,13 +423,7 @@ impl Storing<'_, '_> {
             // `temp` does that): the refusal says nothing of its bytes.
             Err(e) if e.is_corruption() => Ok((Err(e), false)),
             // Kept again (dropping `temp` does that) for a run that can reach it.
-            Err(e) if !cannot_carry_on(&e) => Err(e),
-            Err(e) => {
-                tracing::debug!(object = %job.object, error = %e, "the partial download cannot be carried on; fetching from scratch");
-                temp.discard();
-                let opened = start(remote, job, hints, store, looks, &mut self.held).await;
-                Ok((opened, false))
-            }
+            Err(e) => Err(e),
         }
     }
 
