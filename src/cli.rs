@@ -32,7 +32,10 @@ Environment:
   DIST_HOSTS_DIR         as --hosts-dir
   DIST_FETCH_TIMEOUT     as --timeout
   RUST_LOG               log filter, overriding -v (e.g. dist=debug)
-  NO_COLOR               set and not empty: no colour in log lines on a terminal
+  NO_COLOR               set and not empty: no colour in log lines
+  CLICOLOR, CLICOLOR_FORCE
+                         CLICOLOR=0: no colour in log lines; CLICOLOR_FORCE set and
+                         not 0: colour even off a terminal (as clap's help has them)
   TERM                   dumb: no progress line and no colour, which such a terminal
                          cannot show
   TMPDIR                 where the worker's frames of objects past 1 MiB wait (else /tmp)

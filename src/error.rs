@@ -163,6 +163,9 @@ struct Inner {
     /// The answer is a redirect target's, on another origin than the host asked, which
     /// the host's login never goes to ([`Error::is_at_redirect_target`]).
     at_redirect_target: bool,
+    /// The answer is a token service's, which the host's configured headers never go to
+    /// ([`Error::is_at_token_service`]).
+    at_token_service: bool,
     /// The refusal is a proxy's, of its own credentials (a 407, a SOCKS proxy's), not
     /// the server's ([`Error::is_proxy_login`]).
     proxy_login: bool,
@@ -200,6 +203,7 @@ impl Error {
             login_kept_back: None,
             login_unsendable: None,
             at_redirect_target: false,
+            at_token_service: false,
             proxy_login: false,
         }))
     }
@@ -513,6 +517,18 @@ impl Error {
         self.0.at_redirect_target
     }
 
+    /// Mark an answer as a token service's, not the host's own API's.
+    pub(crate) fn at_token_service(mut self) -> Self {
+        self.0.at_token_service = true;
+        self
+    }
+
+    /// Whether the answer is a token service's: on the host's own origin, even under its
+    /// API root (Quay's `/v2/auth`), it got none of the headers the host's requests carry.
+    pub(crate) fn is_at_token_service(&self) -> bool {
+        self.0.at_token_service
+    }
+
     /// Mark a refusal as a proxy's, of the credentials it was given or wants.
     pub(crate) fn of_proxy_login(mut self) -> Self {
         self.0.proxy_login = true;
@@ -592,6 +608,7 @@ impl Error {
             login_kept_back: self.0.login_kept_back.clone(),
             login_unsendable: self.0.login_unsendable.clone(),
             at_redirect_target: self.0.at_redirect_target,
+            at_token_service: self.0.at_token_service,
             proxy_login: self.0.proxy_login,
         }))
     }

@@ -155,15 +155,14 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) -> Option<String> {
     refused
 }
 
-/// Whether log lines on stderr are coloured: on a terminal, unless `NO_COLOR` is set to
-/// anything but the empty string (no-color.org) or `TERM` is `dumb`, as clap's help and
-/// errors read them (a dumb terminal showed the escape sequences of the log lines beside
-/// clap's plain ones). The logger reads `NO_COLOR` too, but only when nothing else
-/// decides, and the terminal did.
+/// Whether log lines on stderr are coloured: as clap colours its help and usage errors,
+/// by the one rule `anstream` has for them (on a terminal whose `TERM` is set and not
+/// `dumb`, or under `CI`; never with `NO_COLOR` set and not empty, or `CLICOLOR=0`;
+/// anywhere with `CLICOLOR_FORCE`). A rule of dist's own kept escape sequences in log
+/// lines where clap's were plain (a dumb terminal, `TERM` unset, `CLICOLOR=0`), and none
+/// where a CI log viewer was asked for them (`CLICOLOR_FORCE=1`).
 fn colours_stderr() -> bool {
-    std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }
 
 /// What a command that does not stop by itself at `--timeout` is after, for the message

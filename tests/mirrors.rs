@@ -1925,33 +1925,53 @@ fn a_mirror_s_refused_anonymous_token_says_the_login_was_kept_back() {
                 body: r#"{"details":"anonymous pulls are off"}"#.into(),
             },
         );
-        let blob = bytes(96, 2000);
-        let digest = upstream.blob("team/app", &blob);
-        let challenge = format!(
-            r#"Bearer realm="http://me@{}/token",service="fake""#,
-            tokens.host()
+        let (err, warning, config) = fetched_past_a_mirror_keeping_its_login_back(
+            &upstream,
+            &mirror,
+            &tokens,
+            r#"service="fake""#,
         );
-        mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
-        let dist = Dist::new();
-        dist.login(&mirror.host(), "mu", "pw");
-        let config = dist.config_dir().join("config.json");
-        let repo = format!("{}/team/app", upstream.host());
-        let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
-        let out = dist.run(&args, b"");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.stdout, blob, "{status}: {err}");
-        let warnings = mirror_warnings(&err);
-        assert_eq!(warnings.len(), 1, "{status}: {err}");
         let says = format!(
             "gives anonymous callers no token ({status}), and the login from {} was kept \
              back from its token service",
             config.display()
         );
-        assert!(warnings[0].contains(&says), "{status}: {err}");
-        assert!(!warnings[0].contains("refused access"), "{status}: {err}");
-        assert!(!warnings[0].contains("sent none"), "{status}: {err}");
-        assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
+        assert!(warning.contains(&says), "{status}: {err}");
+        assert!(!warning.contains("refused access"), "{status}: {err}");
+        assert!(!warning.contains("sent none"), "{status}: {err}");
     }
+}
+
+/// A blob fetched from `upstream` with `mirror` tried first, logged in to, and asking for
+/// a token from `tokens` with `params` after the realm, whose address has user information
+/// (so the login is kept back from it): the stderr, the one mirror warning and the file the
+/// login is in, the blob checked to come whole and the token service to get no login.
+fn fetched_past_a_mirror_keeping_its_login_back(
+    upstream: &FakeRegistry,
+    mirror: &FakeRegistry,
+    tokens: &FakeRegistry,
+    params: &str,
+) -> (String, String, std::path::PathBuf) {
+    let blob = bytes(96, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let challenge = format!(
+        r#"Bearer realm="http://me@{}/token",{params}"#,
+        tokens.host()
+    );
+    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    let dist = Dist::new();
+    dist.login(&mirror.host(), "mu", "pw");
+    let config = dist.config_dir().join("config.json");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
+    let warning = warnings[0].to_string();
+    (err, warning, config)
 }
 
 /// A blob fetched from `upstream` with `mirror` tried first, its `hosts.toml` giving the
@@ -2085,6 +2105,92 @@ fn a_mirror_s_token_service_refusal_is_not_said_to_refuse_the_configured_header(
     );
 }
 
+/// A mirror whose token service is on its own origin under its API root, as Quay's
+/// (`/v2/auth`) and Artifactory's are: that service's refusal of the anonymous token is
+/// still its token service's, which the configured header never goes to. Taken for the
+/// mirror's own answer by its URL, it was said to refuse "the Authorization its
+/// hosts.toml [header] sets".
+#[test]
+fn a_token_service_under_the_mirror_s_api_root_is_not_said_to_refuse_the_configured_header() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(95, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let challenge = format!(r#"Bearer realm="{}/v2/auth",service="fake""#, mirror.url());
+    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    mirror.set_fault_for_every(
+        "/v2/auth",
+        Fault::Page {
+            status: 401,
+            content_type: "application/json",
+            body: r#"{"details":"anonymous pulls are off"}"#.into(),
+        },
+    );
+    let toml = format!(
+        "[host.\"{}\"]\n  capabilities = [\"pull\"]\n\
+         [host.\"{}\".header]\n  Authorization = \"Bearer configured-s3cret\"\n",
+        mirror.url(),
+        mirror.url()
+    );
+    let dir = hosts_dir(&upstream.host(), &toml);
+    let dist = dist_with_hosts(&dir);
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist.run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let asked: Vec<_> = mirror
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/v2/auth"))
+        .collect();
+    assert!(!asked.is_empty(), "{err}");
+    assert!(asked.iter().all(|r| r.authorization.is_none()), "{err}");
+    assert!(!err.contains("configured-s3cret"), "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(!warnings[0].contains("hosts.toml [header]"), "{err}");
+    assert!(
+        warnings[0].contains("asks for a login (401), and dist sent none"),
+        "{err}"
+    );
+}
+
+/// The same token service given no login, kept back for the user information in its
+/// realm's address: its refusal is said to be of the token, not of access, as the error
+/// line beside it says.
+#[test]
+fn a_token_service_under_the_mirror_s_api_root_is_said_to_give_no_token() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(94, 2000);
+    let digest = upstream.blob("team/app", &blob);
+    let realm = mirror.url().replacen("://", "://me@", 1);
+    let challenge = format!(r#"Bearer realm="{realm}/v2/auth",service="fake""#);
+    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
+    mirror.set_fault_for_every(
+        "/v2/auth",
+        Fault::Page {
+            status: 401,
+            content_type: "application/json",
+            body: r#"{"details":"anonymous pulls are off"}"#.into(),
+        },
+    );
+    let dist = Dist::new();
+    dist.login(&mirror.host(), "mu", "pw");
+    let repo = format!("{}/team/app", upstream.host());
+    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
+    let out = dist.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.stdout, blob, "{err}");
+    let warnings = mirror_warnings(&err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("gives anonymous callers no token (401), and the login from "),
+        "{err}"
+    ); // The realm's user information is no part of what is said.
+    assert!(!err.contains("me@"), "{err}");
+}
+
 /// A mirror given an `Authorization` by `hosts.toml` and a login in the credentials file:
 /// each request carries one `Authorization`, the configured one until the mirror's
 /// challenge is answered with the login, which then replaces it (as containerd's
@@ -2136,31 +2242,16 @@ fn a_mirror_s_denial_of_an_anonymous_token_says_the_login_was_kept_back() {
     let tokens = FakeRegistry::builder()
         .auth(Auth::bearer(std::time::Duration::from_secs(300)))
         .start();
-    let blob = bytes(99, 2000);
-    let digest = upstream.blob("team/app", &blob);
-    let challenge = format!(
-        r#"Bearer realm="http://me@{}/token",service="fake",scope="repository:team/app:pull",error="insufficient_scope""#,
-        tokens.host()
-    );
-    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
-    let dist = Dist::new();
-    dist.login(&mirror.host(), "mu", "pw");
-    let config = dist.config_dir().join("config.json");
-    let repo = format!("{}/team/app", upstream.host());
-    let args = ["fetch", "--mirror", &mirror.url(), &repo, &digest];
-    let out = dist.run(&args, b"");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.stdout, blob, "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
+    let params = r#"service="fake",scope="repository:team/app:pull",error="insufficient_scope""#;
+    let (err, warning, config) =
+        fetched_past_a_mirror_keeping_its_login_back(&upstream, &mirror, &tokens, params);
     let says = format!(
         "gives anonymous callers no access (401), and the login from {} was kept back from \
          its token service",
         config.display()
     );
-    assert!(warnings[0].contains(&says), "{err}");
-    assert!(!warnings[0].contains("refused access"), "{err}");
-    assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
+    assert!(warning.contains(&says), "{err}");
+    assert!(!warning.contains("refused access"), "{err}");
 }
 
 /// A mirror asking for Basic authentication, for which dist found an identity token (a

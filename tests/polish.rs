@@ -1204,6 +1204,7 @@ fn completions_and_manual_come_from_the_real_options() {
         "DIST_FETCH_TIMEOUT",
         "RUST_LOG",
         "NO_COLOR",
+        "CLICOLOR_FORCE",
         "REQUEST_METHOD",
     ] {
         assert!(help.contains(name), "--help names {name}");
@@ -2840,81 +2841,63 @@ fn binary_content_split_after_a_few_bytes_of_text_is_not_written_to_a_terminal()
     assert!(!screen.contains("binary tail"), "{screen}");
 }
 
-/// `NO_COLOR` (no-color.org), set and not empty, keeps colour out of the log lines on a
-/// terminal too, as clap's help and usage errors leave it out.
+/// Log lines are coloured as clap colours its help and usage errors: on a terminal whose
+/// `TERM` is set and not `dumb` (Emacs' shell, some CI log viewers), never with `NO_COLOR`
+/// (no-color.org) set and not empty or `CLICOLOR=0`, and anywhere with `CLICOLOR_FORCE`.
+/// A rule of dist's own coloured them where clap did not (`TERM` unset or `dumb`,
+/// `CLICOLOR=0`), and not for a CI log viewer that asked for it (`CLICOLOR_FORCE=1`).
 #[test]
-fn no_color_keeps_log_lines_plain_on_a_terminal() {
+fn log_lines_are_coloured_as_clap_colours_its_help() {
     let reg = FakeRegistry::start();
     let digest = reg.blob("team/app", b"plain text");
     let dist = Dist::new();
     // A misspelt hint key is a warning logged, in colour on a terminal (with `-v`: at the
     // default verbosity it is a plain `dist: warning:` line, as the command's own are).
+    // Each case starts from a colour terminal, whatever the test's own environment says.
     let line = |env: &str| {
         format!(
-            "{env} {} -v fetch {}/team/app {digest} Size:10 > /dev/null",
+            "env -u NO_COLOR -u CLICOLOR -u CLICOLOR_FORCE -u CI TERM=xterm {env} {} -v \
+             fetch {}/team/app {digest} Size:10 > /dev/null",
             Dist::bin().display(),
             reg.host()
         )
     };
-    let coloured = dist.on_terminal(&line("env -u NO_COLOR"));
-    let screen = String::from_utf8_lossy(&coloured.stdout);
-    assert!(coloured.status.success(), "{screen}");
-    assert!(
-        screen.contains("WARN") && screen.contains("\x1b["),
-        "{screen:?}"
-    );
-    for set in ["env NO_COLOR=1", "env NO_COLOR=0"] {
-        let plain = dist.on_terminal(&line(set));
-        let screen = String::from_utf8_lossy(&plain.stdout);
-        assert!(plain.status.success(), "{screen}");
-        assert!(
-            screen.contains("WARN") && !screen.contains('\x1b'),
-            "{set}: {screen:?}"
-        );
+    let coloured = |env: &str| {
+        let shown = dist.on_terminal(&line(env));
+        let screen = String::from_utf8_lossy(&shown.stdout).into_owned();
+        assert!(shown.status.success(), "{env}: {screen}");
+        assert!(screen.contains("WARN"), "{env}: {screen:?}");
+        screen.contains('\x1b')
+    };
+    for env in ["", "env NO_COLOR=", "env TERM=dumb CLICOLOR_FORCE=1"] {
+        assert!(coloured(env), "coloured with {env:?}");
     }
-    let empty = dist.on_terminal(&line("env NO_COLOR="));
-    assert!(
-        String::from_utf8_lossy(&empty.stdout).contains("\x1b["),
-        "empty is unset"
-    );
-    let plain = line("env -u NO_COLOR").replace(" -v ", " ");
+    for env in [
+        "env NO_COLOR=1",
+        "env NO_COLOR=0",
+        "env TERM=dumb",
+        "env -u TERM",
+        "env CLICOLOR=0",
+    ] {
+        assert!(!coloured(env), "plain with {env:?}");
+    }
+    let plain = line("").replace(" -v ", " ");
     let shown = dist.on_terminal(&plain);
     let screen = String::from_utf8_lossy(&shown.stdout);
     assert!(
         screen.contains("dist: warning: ignoring the hint key") && !screen.contains("WARN"),
         "{screen:?}"
     );
-}
-
-/// `TERM=dumb` (Emacs' shell, some CI log viewers) shows no colour either, as clap's usage
-/// errors and help leave it out there: the log lines of `-v` came out with their escape
-/// sequences, beside clap's plain ones.
-#[test]
-fn a_dumb_terminal_gets_log_lines_without_colour() {
-    let reg = FakeRegistry::start();
-    let digest = reg.blob("team/app", b"plain text");
-    let dist = Dist::new();
-    let line = |term: &str| {
-        format!(
-            "env -u NO_COLOR TERM={term} {} -v fetch {}/team/app {digest} Size:10 > /dev/null",
-            Dist::bin().display(),
-            reg.host()
-        )
-    };
-    let coloured = dist.on_terminal(&line("xterm"));
-    let screen = String::from_utf8_lossy(&coloured.stdout);
-    assert!(coloured.status.success(), "{screen}");
-    assert!(
-        screen.contains("WARN") && screen.contains("\x1b["),
-        "{screen:?}"
-    );
-    let dumb = dist.on_terminal(&line("dumb"));
-    let screen = String::from_utf8_lossy(&dumb.stdout);
-    assert!(dumb.status.success(), "{screen}");
-    assert!(
-        screen.contains("WARN") && !screen.contains('\x1b'),
-        "{screen:?}"
-    );
+    // Off a terminal too, when forced.
+    let repo = format!("{}/team/app", reg.host());
+    let forced = dist
+        .command(&["-v", "fetch", &repo, &digest])
+        .env("CLICOLOR_FORCE", "1")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    assert!(String::from_utf8_lossy(&forced.stderr).contains("\x1b["));
 }
 
 /// An empty `RUST_LOG` (a job template's `RUST_LOG=${RUST_LOG}`) counts as unset, as an

@@ -3,9 +3,11 @@
 //! accept must round-trip.
 
 use dist::auth::challenge;
+use dist::duration::{self, Written};
 use dist::worker::line::parse_line;
 use dist::{Digest, Object, Reference, Repository};
 use proptest::prelude::*;
+use std::time::Duration;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -74,5 +76,21 @@ proptest! {
         prop_assert_eq!(parsed[0].param("realm"), Some(realm.as_str()));
         prop_assert_eq!(parsed[0].param("service"), Some(service.as_str()));
         prop_assert_eq!(parsed[1].scheme.as_str(), "basic");
+    }
+
+    /// A duration a message writes reads back as itself, for any the parser holds (up to
+    /// 2^64 ns, some 584 years): sub-millisecond ones, ones past a day, and ones with
+    /// nanoseconds after hours and minutes alike.
+    #[test]
+    fn written_durations_read_back(
+        d in prop_oneof![
+            (0u64..1_000_000).prop_map(Duration::from_nanos),
+            (0u64..120, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (0u64..86_400 * 400, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            any::<u64>().prop_map(Duration::from_nanos),
+        ],
+    ) {
+        let written = Written(d).to_string();
+        prop_assert_eq!(duration::parse(&written), Ok(d), "{}", written);
     }
 }

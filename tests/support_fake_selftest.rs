@@ -1042,3 +1042,61 @@ fn a_started_dist_is_killed_when_its_test_fails() {
     let alive = unsafe { libc::kill(pid, 0) } == 0;
     assert!(!alive, "dist {pid} still runs after its test failed");
 }
+
+/// The same of a `dist` that `strace` runs: killed, `strace` detached it and left it
+/// running (reading its open stdin here, forever), past the test and the suite.
+#[test]
+fn a_dist_strace_runs_is_killed_when_its_test_fails() {
+    let dist = support::cli::Dist::new();
+    // A registry that answers: a worker with none gives up on its own.
+    let reg = support::fake::FakeRegistry::start();
+    let repo = format!("{}/team/app", reg.host());
+    let mut traced = 0;
+    let mut kept_open = None;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut command = std::process::Command::new("strace");
+        command
+            .args(["-f", "-q", "-o", "/dev/null", "--"])
+            .arg(support::cli::Dist::bin())
+            .args(dist.command(&["fetch", &repo, "-"]).get_args())
+            .envs(
+                dist.command(&[])
+                    .get_envs()
+                    .filter_map(|(k, v)| Some((k, v?))),
+            )
+            .stdin(std::process::Stdio::piped());
+        let mut run = support::cli::Running::new(command.spawn().expect("strace"));
+        // The stdin outlives the test's failure: a dist that reads it runs on unless killed.
+        kept_open = run.stdin.take();
+        let strace = run.id();
+        support::wait::until("strace to start dist", || {
+            traced = children(strace)
+                .into_iter()
+                .find(|&pid| is_dist(pid))
+                .unwrap_or(0);
+            traced != 0
+        });
+        panic!("the test fails");
+    }));
+    assert!(failed.is_err());
+    // Its parent gone, it is reaped by whoever adopts it, or left a zombie.
+    support::wait::until("the traced dist to be killed", || {
+        let stat = std::fs::read_to_string(format!("/proc/{traced}/stat"));
+        stat.map_or(true, |s| {
+            s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+        })
+    });
+    drop(kept_open);
+}
+
+/// The PIDs of `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    let list = list.unwrap_or_default();
+    list.split_whitespace().flat_map(str::parse).collect()
+}
+
+/// Whether `pid` runs `dist` (has exec'd it).
+fn is_dist(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == support::cli::Dist::bin())
+}

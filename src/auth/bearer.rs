@@ -191,7 +191,9 @@ impl Authorizer {
                 }
             }
         }
-        let token = match token {
+        // The token service answered, not the registry's API: a refusal turned down none
+        // of the headers its requests carry, wherever its realm is.
+        let token = match token.map_err(Error::at_token_service) {
             Ok(token) => token,
             // The token server's 401 (or OAuth2's invalid_grant) is about the credentials
             // (or their absence), which its own words rarely say.
@@ -214,7 +216,8 @@ impl Authorizer {
                     ),
                 };
                 let mut refused = Error::new(ErrorKind::Unauthorized, message)
-                    .with_status(e.status().unwrap_or(401));
+                    .with_status(e.status().unwrap_or(401))
+                    .at_token_service();
                 if let Some(url) = e.url() {
                     refused = refused.with_url(url);
                 }
@@ -235,7 +238,8 @@ impl Authorizer {
                         kept_back_message(&self.registry_host, &self.repository, why, e.message());
                     let mut denied = Error::new(ErrorKind::Denied, message)
                         .with_status(e.status().unwrap_or(403))
-                        .with_login_kept_back(origin);
+                        .with_login_kept_back(origin)
+                        .at_token_service();
                     if let Some(url) = e.url() {
                         denied = denied.with_url(url);
                     }

@@ -372,7 +372,8 @@ impl Host {
         };
         tracing::debug!(mirror = %self.name, error = %e, "mirror failed; trying the next host");
         let answered = super::misconfigured::Answered {
-            own: e.url().is_none_or(|url| url.starts_with(&self.api)),
+            // A token service under the API root (Quay's `/v2/auth`) is not the API.
+            own: e.url().is_none_or(|url| url.starts_with(&self.api)) && !e.is_at_token_service(),
             configured_login: self.headers.contains_key(http::header::AUTHORIZATION),
         };
         if let Some(lasting) = super::misconfigured::lasting(e, answered) {

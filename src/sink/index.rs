@@ -124,9 +124,9 @@ pub(crate) fn still_locked(root: &Path) -> Error {
     Error::new(
         ErrorKind::Io,
         format!(
-            "{} is still locked by another process after {}s",
+            "{} is still locked by another process after {}",
             root.join(INDEX_LOCK).display(),
-            INDEX_LOCK_WAIT.as_secs()
+            crate::duration::Written(INDEX_LOCK_WAIT)
         ),
     )
 }
@@ -530,6 +530,16 @@ mod tests {
     use super::*;
     use crate::digest::{Algorithm, Digest};
     use crate::image::REF_NAME;
+
+    /// The wait is said as the durations of other messages are ("1m"), not "60s".
+    #[test]
+    fn a_lock_held_too_long_says_the_wait_in_minutes() {
+        let e = still_locked(Path::new("/l"));
+        assert_eq!(
+            e.to_string(),
+            "/l/.dist-index.lock is still locked by another process after 1m"
+        );
+    }
 
     fn entry(data: &[u8], name: Option<&str>) -> Descriptor {
         let mut d = Descriptor::new(

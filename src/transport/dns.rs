@@ -112,9 +112,9 @@ impl std::fmt::Display for LookupTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "no address for {} within {:?} ({}): the DNS lookup did not finish",
+            "no address for {} within {} ({}): the DNS lookup did not finish",
             self.host,
-            self.limit,
+            crate::duration::Written(self.limit),
             crate::setting::Setting::ConnectTimeout
         )
     }
@@ -242,6 +242,22 @@ mod tests {
             e.to_string(),
             "no address for registry.example within 20ms (`TransportOptions::connect_timeout`): \
              the DNS lookup did not finish"
+        );
+    }
+
+    /// A limit of a minute or more is written as `--connect-timeout` takes it, as the
+    /// TLS handshake's and the proxy's are: `--connect-timeout 2m` read "within 120s".
+    #[test]
+    fn a_long_limit_is_said_in_minutes() {
+        let timed_out = LookupTimedOut {
+            host: "registry.example".into(),
+            limit: Duration::from_secs(120),
+        };
+        assert!(
+            timed_out
+                .to_string()
+                .starts_with("no address for registry.example within 2m ("),
+            "{timed_out}"
         );
     }
 

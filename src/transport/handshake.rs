@@ -29,7 +29,11 @@ pub(crate) struct HandshakeTimedOut(pub(crate) Duration);
 
 impl std::fmt::Display for HandshakeTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TLS handshake not done within {:?}", self.0)
+        write!(
+            f,
+            "TLS handshake not done within {}",
+            crate::duration::Written(self.0)
+        )
     }
 }
 
@@ -218,5 +222,17 @@ where
             }
             Ok(io)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Said as the other limits are: a `--connect-timeout 2m` read "120s".
+    #[test]
+    fn a_long_limit_is_said_in_minutes() {
+        let said = HandshakeTimedOut(Duration::from_secs(120)).to_string();
+        assert_eq!(said, "TLS handshake not done within 2m");
     }
 }

@@ -43,10 +43,48 @@ impl Drop for Running {
             // Already reaped (waited for), it is left alone: the kill only reaches one
             // still running, and the wait reaps it.
             if let Ok(None) = child.try_wait() {
+                kill_children(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// Kills the children of `pid`, a child of the test not yet reaped, by their PIDs: the
+/// `dist` a `strace` runs, which the kill of `strace` alone detaches and leaves running.
+/// `pid` is stopped first, so that it cannot reap a child, whose PID could then be
+/// another process's, between the listing and the kill.
+fn kill_children(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) only sends a signal, to a child of this process that it has not
+    // reaped, so still its own.
+    if unsafe { libc::kill(pid, libc::SIGSTOP) } != 0 {
+        return;
+    }
+    // A stopped process is seen stopped before its children are listed (`T` in the
+    // state): until then, it may still reap one.
+    let stat = format!("/proc/{pid}/stat");
+    while std::fs::read_to_string(&stat).is_ok_and(|s| {
+        let state = s.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]);
+        !matches!(state, Some(b'T' | b't' | b'Z'))
+    }) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let children = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            let pids: Vec<i32> = list.split_whitespace().flat_map(str::parse).collect();
+            pids
+        });
+    for child in children {
+        // SAFETY: as above; `child` cannot be reaped while its parent is stopped.
+        unsafe { libc::kill(child, libc::SIGKILL) };
     }
 }
 

@@ -76,6 +76,16 @@ fn on_path(program: &str) -> Option<std::path::PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// The error of a helper `program` that did not answer `within` its time, which is
+/// written as dist's other messages write durations (`1m`, not `60s`).
+fn no_answer(program: &str, within: Duration) -> Error {
+    let within = crate::duration::Written(within);
+    Error::new(
+        ErrorKind::Unauthorized,
+        format!("credential helper {program} did not answer within {within}"),
+    )
+}
+
 /// Runs a credential helper `program` (found on `PATH` unless it is a path) for `server`.
 /// A helper that exits with a failure has no credential for it if `refusal_is_absence`,
 /// as one that says "credentials not found" always has; else it fails.
@@ -155,12 +165,9 @@ async fn run_program(
     };
     // A helper that hangs (waiting for a desktop session, a prompt nobody sees) will hang
     // again: not a timeout worth retrying, but a credential that cannot be had.
-    let (status, stdout, stderr) = tokio::time::timeout(within, talk).await.map_err(|_| {
-        fail(format!(
-            "credential helper {program} did not answer within {:?}",
-            within
-        ))
-    })??;
+    let (status, stdout, stderr) = tokio::time::timeout(within, talk)
+        .await
+        .map_err(|_| no_answer(program, within))??;
     if !status.success() {
         let msg = String::from_utf8_lossy(&stdout).to_string() + &String::from_utf8_lossy(&stderr);
         if refusal_is_absence || msg.to_ascii_lowercase().contains("credentials not found") {
@@ -265,6 +272,17 @@ mod tests {
 
     use super::*;
     use crate::auth::credentials::tests::{config, helper, recording_helper};
+
+    /// Its time, a minute, is written as the options take it; it read "60s".
+    #[test]
+    fn a_helper_that_does_not_answer_is_said_in_minutes() {
+        let e = no_answer("docker-credential-slow", HELPER_TIMEOUT);
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert_eq!(
+            e.message(),
+            "credential helper docker-credential-slow did not answer within 1m"
+        );
+    }
 
     /// A helper that fails is reported with the first line it printed ("keychain
     /// locked": what to do about it), not its exit status alone; what may hold a secret
