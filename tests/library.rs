@@ -1794,3 +1794,35 @@ async fn a_partial_download_as_long_as_its_blob_is_committed_or_discarded() {
         assert!(temporary_files(dir.path()).is_empty());
     }
 }
+
+/// A partial download that is the whole blob, carried on under a size given short of it
+/// (a wrong descriptor): the `416` to its rest was said as bytes that "are not the
+/// content" and "hash to" the very digest asked for, a blob to discard. The size given
+/// is what is wrong, and the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_partial_under_a_smaller_size_given_blames_the_size() {
+    let reg = FakeRegistry::start();
+    let remote = anonymous(&reg);
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayoutStore::open(dir.path()).unwrap();
+    let data = bytes(43, 3 << 20);
+    let digest: Digest = reg.blob("team/app", &data).parse().unwrap();
+    let mut blob = store.temp_for(&digest).unwrap();
+    blob.write(&bytes::Bytes::from(data.clone())).await.unwrap();
+    drop(blob);
+
+    let (_blob, prefix) = store.resume(&digest).unwrap().expect("kept");
+    let mut hints = Hints::default();
+    hints.size = Some(data.len() as u64 - 1);
+    let object = Object::Digest(digest.clone());
+    let e = remote
+        .fetch_rest(&object, &hints, prefix)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SizeMismatch, "{e}");
+    assert_eq!(e.status(), Some(416), "{e}");
+    let said = e.to_string();
+    assert!(!said.contains("not the content"), "{said}");
+    let given = format!("the size given is {}", data.len() - 1);
+    assert!(said.contains(&given), "{said}");
+}

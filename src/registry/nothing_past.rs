@@ -21,7 +21,8 @@ use crate::reference::Object;
 /// with nothing left to hand out, verified once [`Download::chunk`] returns `Ok(None)`,
 /// when the prefix hashes to the digest (the whole content, to be committed); a
 /// [`ErrorKind::DigestMismatch`] when it does not (content to discard, as any that failed
-/// verification). `refused` as it was when a size given says there is more than the prefix
+/// verification); a [`ErrorKind::SizeMismatch`] when it is the content, but a size given
+/// is smaller. `refused` as it was when a size given says there is more than the prefix
 /// (the server contradicting it), or the object is a tag.
 pub(super) fn judged(
     refused: Error,
@@ -37,7 +38,25 @@ pub(super) fn judged(
     }
     let got = prefix.hasher.clone().finish();
     let url = refused.url().unwrap_or_default().to_string();
-    if got == *digest && hints.size.is_none_or(|size| size == prefix.len) {
+    // The content, under a size given short of it: the size is what is wrong. Said as the
+    // bytes' fault ("not the content, and they hash to" the very digest asked for), it
+    // told a caller to throw away the blob whole.
+    if let Some(size) = hints.size.filter(|_| got == *digest) {
+        if size != prefix.len {
+            let msg = format!(
+                "the {} kept hash to the digest asked for, and the size given is {size} \
+                 (size:{size}, or a descriptor's \"size\"): asked for the rest after them, \
+                 got a 416 (nothing lies past them)",
+                crate::plural::Bytes(prefix.len),
+            );
+            return Err(Error::new(ErrorKind::SizeMismatch, msg)
+                .with_status(416)
+                .with_url(url)
+                .with_object(object)
+                .with_note("the size given is likely wrong: the bytes kept are the content"));
+        }
+    }
+    if got == *digest {
         let meta = Meta {
             object: object.clone(),
             expected: Some(digest.clone()),
