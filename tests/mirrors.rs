@@ -2105,18 +2105,18 @@ fn a_mirror_s_token_service_refusal_is_not_said_to_refuse_the_configured_header(
     );
 }
 
-/// A mirror whose token service is on its own origin under its API root, as Quay's
-/// (`/v2/auth`) and Artifactory's are: that service's refusal of the anonymous token is
-/// still its token service's, which the configured header never goes to. Taken for the
-/// mirror's own answer by its URL, it was said to refuse "the Authorization its
-/// hosts.toml [header] sets".
-#[test]
-fn a_token_service_under_the_mirror_s_api_root_is_not_said_to_refuse_the_configured_header() {
+/// An upstream registry with a blob (its content and digest), and a mirror of it that
+/// challenges for the blob with a token realm under its own API root (`/v2/auth`, as
+/// Quay's), `user` (`me@` or none) in the realm's address; the realm refuses (401).
+fn a_mirror_with_its_token_service_at_v2_auth(
+    user: &str,
+) -> (FakeRegistry, FakeRegistry, Vec<u8>, String) {
     let upstream = FakeRegistry::start();
     let mirror = FakeRegistry::start();
     let blob = bytes(95, 2000);
     let digest = upstream.blob("team/app", &blob);
-    let challenge = format!(r#"Bearer realm="{}/v2/auth",service="fake""#, mirror.url());
+    let realm = mirror.url().replacen("://", &format!("://{user}"), 1);
+    let challenge = format!(r#"Bearer realm="{realm}/v2/auth",service="fake""#);
     mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
     mirror.set_fault_for_every(
         "/v2/auth",
@@ -2126,6 +2126,17 @@ fn a_token_service_under_the_mirror_s_api_root_is_not_said_to_refuse_the_configu
             body: r#"{"details":"anonymous pulls are off"}"#.into(),
         },
     );
+    (upstream, mirror, blob, digest)
+}
+
+/// A mirror whose token service is on its own origin under its API root, as Quay's
+/// (`/v2/auth`) and Artifactory's are: that service's refusal of the anonymous token is
+/// still its token service's, which the configured header never goes to. Taken for the
+/// mirror's own answer by its URL, it was said to refuse "the Authorization its
+/// hosts.toml [header] sets".
+#[test]
+fn a_token_service_under_the_mirror_s_api_root_is_not_said_to_refuse_the_configured_header() {
+    let (upstream, mirror, blob, digest) = a_mirror_with_its_token_service_at_v2_auth("");
     let toml = format!(
         "[host.\"{}\"]\n  capabilities = [\"pull\"]\n\
          [host.\"{}\".header]\n  Authorization = \"Bearer configured-s3cret\"\n",
@@ -2160,21 +2171,7 @@ fn a_token_service_under_the_mirror_s_api_root_is_not_said_to_refuse_the_configu
 /// line beside it says.
 #[test]
 fn a_token_service_under_the_mirror_s_api_root_is_said_to_give_no_token() {
-    let upstream = FakeRegistry::start();
-    let mirror = FakeRegistry::start();
-    let blob = bytes(94, 2000);
-    let digest = upstream.blob("team/app", &blob);
-    let realm = mirror.url().replacen("://", "://me@", 1);
-    let challenge = format!(r#"Bearer realm="{realm}/v2/auth",service="fake""#);
-    mirror.set_fault_for_every(&digest, Fault::Challenge(challenge));
-    mirror.set_fault_for_every(
-        "/v2/auth",
-        Fault::Page {
-            status: 401,
-            content_type: "application/json",
-            body: r#"{"details":"anonymous pulls are off"}"#.into(),
-        },
-    );
+    let (upstream, mirror, blob, digest) = a_mirror_with_its_token_service_at_v2_auth("me@");
     let dist = Dist::new();
     dist.login(&mirror.host(), "mu", "pw");
     let repo = format!("{}/team/app", upstream.host());
