@@ -1705,6 +1705,13 @@ fn mirror_warnings(err: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The one warning about a mirror in `err`, which must hold exactly one.
+fn one_mirror_warning(err: &str) -> &str {
+    let warnings = mirror_warnings(err);
+    assert_eq!(warnings.len(), 1, "{err}");
+    warnings[0]
+}
+
 /// A mirror that refuses the login it is given was bypassed in silence, and asked (and
 /// refused) for every object: a pull-through cache set up to save egress went unused
 /// without a word. It is said once, naming the mirror and not the password, and left
@@ -1734,21 +1741,20 @@ fn a_mirror_refusing_the_login_is_said_once_and_asked_once() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(support::cli::parse_frames(&out.stdout).len(), 4, "{err}");
 
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
+    let warning = one_mirror_warning(&err);
     assert!(
-        warnings[0].contains(&format!("the mirror {mirror_url}/")),
+        warning.contains(&format!("the mirror {mirror_url}/")),
         "{err}"
     );
     let config = dist.config_dir().join("config.json");
     assert!(
-        warnings[0].contains(&format!(
+        warning.contains(&format!(
             "refused the login from {} (401)",
             config.display()
         )),
         "{err}"
     );
-    assert!(warnings[0].contains("from the registry instead"), "{err}");
+    assert!(warning.contains("from the registry instead"), "{err}");
     assert!(!err.contains("wrong-s3cret"), "{err}");
     // The first object met the refusal; the others went straight to the registry.
     assert_eq!(asked(&mirror, &digests[1..]), vec![0; 3], "{err}");
@@ -1759,10 +1765,9 @@ fn a_mirror_refusing_the_login_is_said_once_and_asked_once() {
     let out = Dist::new().run(&args, b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
+    let warning = one_mirror_warning(&err);
     assert!(
-        warnings[0].contains("asks for a login (401), and dist sent none"),
+        warning.contains("asks for a login (401), and dist sent none"),
         "{err}"
     );
 }
@@ -1779,13 +1784,9 @@ fn a_mirror_of_the_wrong_scheme_is_said_once() {
     let out = Dist::new().run(&args, input.as_bytes());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
-    assert!(
-        warnings[0].contains(&format!("the mirror {https}/")),
-        "{err}"
-    );
-    assert!(warnings[0].contains("scheme"), "{err}");
+    let warning = one_mirror_warning(&err);
+    assert!(warning.contains(&format!("the mirror {https}/")), "{err}");
+    assert!(warning.contains("scheme"), "{err}");
     assert_eq!(asked(&upstream, &digests), vec![1; 3], "{err}");
 }
 
@@ -1842,9 +1843,8 @@ fn the_only_mirror_that_may_pull_refusing_fails_the_later_objects_with_the_refus
         assert!(reason.contains("403"), "{reason}");
         assert!(!reason.contains("no host may"), "{reason}");
     }
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
-    assert!(!warnings[0].contains("from the registry"), "{err}");
+    let warning = one_mirror_warning(&err);
+    assert!(!warning.contains("from the registry"), "{err}");
     assert_eq!(asked(&mirror, &digests[1..]), vec![0], "{err}");
 }
 
@@ -1898,9 +1898,8 @@ fn a_token_mirror_s_refusal_says_whether_a_login_was_sent() {
         let out = dist.run(&args, b"");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.stdout, blob, "{err}");
-        let warnings = mirror_warnings(&err);
-        assert_eq!(warnings.len(), 1, "{err}");
-        assert!(warnings[0].contains(says), "{err}");
+        let warning = one_mirror_warning(&err);
+        assert!(warning.contains(says), "{err}");
     }
 }
 
@@ -1967,10 +1966,8 @@ fn fetched_past_a_mirror_keeping_its_login_back(
     let out = dist.run(&args, b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.stdout, blob, "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
     assert!(tokens.requests().iter().all(|r| r.authorization.is_none()));
-    let warning = warnings[0].to_string();
+    let warning = one_mirror_warning(&err).to_string();
     (err, warning, config)
 }
 
@@ -2074,10 +2071,9 @@ fn a_mirror_s_denial_is_said_with_its_own_status() {
     let out = Dist::new().run(&args, b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.stdout, blob, "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
-    assert!(warnings[0].contains("refused access (401)"), "{err}");
-    assert!(!warnings[0].contains("(403)"), "{err}");
+    let warning = one_mirror_warning(&err);
+    assert!(warning.contains("refused access (401)"), "{err}");
+    assert!(!warning.contains("(403)"), "{err}");
 }
 
 /// A mirror given an `Authorization` by `hosts.toml` whose token service refuses the
@@ -2157,11 +2153,10 @@ fn a_token_service_under_the_mirror_s_api_root_is_not_said_to_refuse_the_configu
     assert!(!asked.is_empty(), "{err}");
     assert!(asked.iter().all(|r| r.authorization.is_none()), "{err}");
     assert!(!err.contains("configured-s3cret"), "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
-    assert!(!warnings[0].contains("hosts.toml [header]"), "{err}");
+    let warning = one_mirror_warning(&err);
+    assert!(!warning.contains("hosts.toml [header]"), "{err}");
     assert!(
-        warnings[0].contains("asks for a login (401), and dist sent none"),
+        warning.contains("asks for a login (401), and dist sent none"),
         "{err}"
     );
 }
@@ -2179,10 +2174,9 @@ fn a_token_service_under_the_mirror_s_api_root_is_said_to_give_no_token() {
     let out = dist.run(&args, b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.stdout, blob, "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
+    let warning = one_mirror_warning(&err);
     assert!(
-        warnings[0].contains("gives anonymous callers no token (401), and the login from "),
+        warning.contains("gives anonymous callers no token (401), and the login from "),
         "{err}"
     ); // The realm's user information is no part of what is said.
     assert!(!err.contains("me@"), "{err}");
@@ -2275,15 +2269,14 @@ fn a_mirror_s_basic_challenge_met_with_an_identity_token_names_it() {
     let out = dist.run(&args, b"");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.stdout, blob, "{err}");
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
+    let warning = one_mirror_warning(&err);
     let says = format!(
         "asks for Basic authentication (401), and the login from {} is an identity token, \
          which it cannot send",
         config.display()
     );
-    assert!(warnings[0].contains(&says), "{err}");
-    assert!(!warnings[0].contains("sent none"), "{err}");
+    assert!(warning.contains(&says), "{err}");
+    assert!(!warning.contains("sent none"), "{err}");
     assert!(!err.contains("refresh-s3cret"), "{err}");
 }
 
@@ -2324,14 +2317,13 @@ fn a_mirror_s_redirect_target_asking_for_a_login_is_said_to_be_kept_from_it() {
     assert_eq!(out.stdout, blob, "{err}");
     assert!(!store.requests().is_empty(), "{err}");
     assert!(store.requests().iter().all(|r| r.authorization.is_none()));
-    let warnings = mirror_warnings(&err);
-    assert_eq!(warnings.len(), 1, "{err}");
+    let warning = one_mirror_warning(&err);
     assert!(
-        warnings[0].contains(
+        warning.contains(
             "sent dist on to a redirect's target that asks for a login (401), which dist \
              sends no login to: a login goes to the host it is for alone"
         ),
         "{err}"
     );
-    assert!(!warnings[0].contains("sent none"), "{err}");
+    assert!(!warning.contains("sent none"), "{err}");
 }
