@@ -66,13 +66,7 @@ fn fetch_into_as(
         use std::os::unix::process::CommandExt;
         cmd.uid(id).gid(id);
     }
-    let mut child = Running::new(
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = Running::piped(&mut cmd);
     std::io::Write::write_all(
         &mut child.stdin.take().unwrap(),
         format!("{digest}\n").as_bytes(),

@@ -111,16 +111,10 @@ fn worker_on_a_stopped_terminal(
             .join(support::cli::hex(d))
             .is_file()
     };
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        support::wait::until("every blob stored while the terminal is stopped", || {
-            good.iter().all(stored)
-        })
-    }));
-    if let Err(failed) = waited {
-        // Stuck on the stopped terminal, it would outlive the test.
-        let _ = child.kill();
-        std::panic::resume_unwind(failed);
-    }
+    // Stuck on the stopped terminal if this fails, dist is killed by its guard.
+    support::wait::until("every blob stored while the terminal is stopped", || {
+        good.iter().all(stored)
+    });
     // Ctrl-Q, and what the terminal shows read, for the summary line to get through.
     controller.write_all(&[0x11]).unwrap();
     let reader = std::thread::spawn(move || {
@@ -254,16 +248,10 @@ fn a_run_waiting_for_a_stopped_terminal_at_its_end_ends_on_ctrl_c() {
             })
             .unwrap_or_default()
     };
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        support::wait::until("the run to end but for its stderr", || {
-            let t = threads();
-            t.len() == 2 && t.iter().any(|c| c == "stderr")
-        })
-    }));
-    if let Err(failed) = waited {
-        let _ = child.kill();
-        std::panic::resume_unwind(failed);
-    }
+    support::wait::until("the run to end but for its stderr", || {
+        let t = threads();
+        t.len() == 2 && t.iter().any(|c| c == "stderr")
+    });
     assert_eq!(
         std::fs::read_to_string(dir.path().join("out.jsonl"))
             .unwrap()
@@ -274,18 +262,12 @@ fn a_run_waiting_for_a_stopped_terminal_at_its_end_ends_on_ctrl_c() {
     // Ctrl-C until it ends: the last of the runtime's threads goes a moment before the
     // main thread gives the signal back, and one sent meanwhile is caught as before.
     let mut status = None;
-    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        support::wait::until("dist to end on Ctrl-C", || {
-            // SAFETY: kill(2) of the child this test started and has not reaped.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-            status = child.try_wait().unwrap();
-            status.is_some()
-        })
-    }));
-    if let Err(failed) = ended {
-        let _ = child.kill();
-        std::panic::resume_unwind(failed);
-    }
+    support::wait::until("dist to end on Ctrl-C", || {
+        // SAFETY: kill(2) of the child this test started and has not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
     assert_eq!(status.unwrap().signal(), Some(libc::SIGINT), "{status:?}");
 }
 
@@ -3044,15 +3026,7 @@ fn an_oci_reference_given_as_the_output_directory_is_refused() {
             (&["pull", &pull_ref, "-o", out_dir], b""),
         ];
         for (args, stdin) in runs {
-            let mut child = Running::new(
-                dist.command(args)
-                    .current_dir(dir.path())
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap(),
-            );
+            let mut child = Running::piped(dist.command(args).current_dir(dir.path()));
             // Refused before its input is read, dist may be gone before the write ends
             // (EPIPE), as `Dist::run` allows.
             let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin);
@@ -3087,15 +3061,7 @@ fn a_dash_given_as_the_output_directory_is_refused() {
         (&["pull", &pull_ref, "-o", "-"], b""),
     ];
     for (args, stdin) in runs {
-        let mut child = Running::new(
-            dist.command(args)
-                .current_dir(dir.path())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        let mut child = Running::piped(dist.command(args).current_dir(dir.path()));
         // Refused before its input is read, dist may be gone before the write ends
         // (EPIPE), as `Dist::run` allows.
         let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin);

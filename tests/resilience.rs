@@ -1126,14 +1126,7 @@ fn signals_ignored_at_start_stay_ignored() {
             Ok(())
         });
     }
-    let mut child = Running::new(
-        command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = Running::piped(&mut command);
     let input = lines(&blobs);
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
     drop(child.stdin.take());

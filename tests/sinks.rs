@@ -210,15 +210,7 @@ fn limit(
 /// `command` started with stdout and stderr piped and `stdin` as its whole input.
 fn spawn_fed(mut command: std::process::Command, stdin: &[u8]) -> Running {
     use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Running::new(
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dist"),
-    );
+    let mut child = Running::piped(&mut command);
     // A dist that stops before reading its input (refusing to start) closes the pipe.
     let fed = child.stdin.take().unwrap().write_all(stdin);
     if let Err(e) = fed {
@@ -629,14 +621,7 @@ fn redirected_to_many_hosts(mirror: bool) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut command = Dist::new().command(&args);
     limit(&mut command, libc::RLIMIT_NOFILE, 64, 64);
-    let mut child = Running::new(
-        command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn dist"),
-    );
+    let mut child = Running::piped(&mut command);
     let mut stdin = child.stdin.take().unwrap();
     let input: String = blobs.iter().map(|(d, _)| format!("{d}\n")).collect();
     std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();

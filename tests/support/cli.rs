@@ -21,6 +21,18 @@ impl Running {
     pub fn new(child: std::process::Child) -> Running {
         Running(Some(child))
     }
+
+    /// Starts `command` (a `dist`, or what runs one) with stdin, stdout and stderr all
+    /// piped, guarded.
+    pub fn piped(command: &mut Command) -> Running {
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dist");
+        Running::new(child)
+    }
 }
 
 impl std::ops::Deref for Running {
@@ -210,14 +222,7 @@ impl Dist {
     /// `dist ARGS…` started with stdin, stdout and stderr all piped, for tests that feed
     /// and read it as it runs; killed by its PID if the test ends before it does.
     pub fn start(&self, args: &[&str]) -> Running {
-        let child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dist");
-        Running::new(child)
+        Running::piped(&mut self.command(args))
     }
 
     /// Starts `dist ARGS…` in the background with `stdin` as its whole input (then closed),
