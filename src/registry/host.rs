@@ -1114,7 +1114,10 @@ impl Host {
 }
 
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
-/// registry's "come back in an hour" reads like any other refusal.
+/// registry's "come back in an hour" reads like any other refusal. And what to do, which
+/// is to come back then: the limit is no setting (crane, containerd and regclient have
+/// none either), and a run that slept through a quota's hour is better left to whatever
+/// runs dist again, which exit status 75 tells to.
 fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     // Rounded up: a date read by this machine's clock (no `Date` came with it) is a
     // fraction of a second past whole, and "60s, longer than dist waits (60s)" said
@@ -1130,7 +1133,7 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     // "86400s".
     let (asked, limit) = (Written(asked), Written(limit));
     err.with_note(format_args!(
-        "it asks to be retried in {asked}, longer than dist waits ({limit})"
+        "it asks to be retried in {asked}, longer than dist waits ({limit}): try again then"
     ))
 }
 
@@ -1160,7 +1163,8 @@ mod tests {
         let said = waits_too_long(err(), Duration::from_millis(60_400), limit);
         assert_eq!(
             said.message(),
-            "registry answered 503; it asks to be retried in 1m1s, longer than dist waits (1m)"
+            "registry answered 503; it asks to be retried in 1m1s, longer than dist waits (1m): \
+             try again then"
         );
         assert_eq!(said.status(), Some(503));
         let said = waits_too_long(err(), Duration::from_secs(86_400), limit);
@@ -1181,7 +1185,7 @@ mod tests {
         let said = waits_too_long(err, Duration::from_secs(1), Duration::from_millis(500));
         assert!(
             said.message()
-                .ends_with("it asks to be retried in 1s, longer than dist waits (500ms)"),
+                .ends_with("retried in 1s, longer than dist waits (500ms): try again then"),
             "{said}"
         );
     }
@@ -1206,7 +1210,8 @@ mod tests {
         assert_eq!(
             said.reason(),
             "token server answered 429: slow down; it asks to be retried in 1h, longer \
-             than dist waits (1m) (tried first: http://m/v2/x: mirror answered 500)"
+             than dist waits (1m): try again then (tried first: http://m/v2/x: mirror \
+             answered 500)"
         );
     }
 
