@@ -267,6 +267,29 @@ fn a_hosts_file_mirror_with_a_query_is_warned_about() {
     assert!(quiet.stderr.is_empty(), "{quiet:?}");
 }
 
+/// A fragment (`#…`) is never sent either, and was dropped without a word: said as a
+/// query is, and the mirror asked without it.
+#[test]
+fn a_hosts_file_mirror_with_a_fragment_is_warned_about() {
+    let upstream = FakeRegistry::start();
+    let mirror = FakeRegistry::start();
+    let blob = bytes(5, 3000);
+    let digest = upstream.blob("team/app", &blob);
+    mirror.blob("team/app", &blob);
+    let named = format!("{}/#cache", mirror.url());
+    let dir = hosts_dir(&upstream.host(), &format!("[host.\"{named}\"]\n"));
+    let repo = format!("{}/team/app", upstream.host());
+    let out = dist_with_hosts(&dir).run(&["fetch", &repo, &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, blob);
+    assert!(
+        err.contains(&format!("names {named:?}")) && err.contains("a fragment (`#…`) is never"),
+        "{err}"
+    );
+    assert_eq!(mirror.requests_for(&format!("blobs/{digest}")), 1);
+}
+
 #[test]
 fn mirror_serves_what_it_has_and_only_what_it_may() {
     let upstream = FakeRegistry::start();

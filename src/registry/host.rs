@@ -24,7 +24,9 @@ use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
 use crate::transport::{self, Outgoing, Transport};
 
-use super::api_root::{api_root_of, no_credentials_in, no_query_in, origin_of, serves_another};
+use super::api_root::{
+    api_root_of, no_credentials_in, nothing_unsent_in, origin_of, serves_another,
+};
 use super::mirror_down::MirrorDown;
 use super::outage::{met_at, outage_over, Admit, Asleep, Came, Outage, Ticket, HOLD_AFTER};
 use super::status::{quota_left, status_error, MAX_ERROR_BODY};
@@ -218,7 +220,7 @@ impl Host {
             ),
             Some(s) => {
                 no_credentials_in(&s.url, "registry server")?;
-                no_query_in(&s.url, "registry server")?;
+                nothing_unsent_in(&s.url, "registry server")?;
                 let (authority, api) =
                     api_root_of(&s.url, s.override_path, "registry server", &s.url)?;
                 (authority, api, s.capabilities)
@@ -264,7 +266,7 @@ impl Host {
         credentials: CredentialSource,
     ) -> Result<Host> {
         no_credentials_in(&m.url, "mirror")?;
-        no_query_in(&m.url, "mirror")?;
+        nothing_unsent_in(&m.url, "mirror")?;
         let (authority, api) = api_root_of(&m.url, m.override_path, "mirror URL", &m.url)?;
         let auth = Authorizer::new(
             m.transport.clone(),
@@ -1474,6 +1476,27 @@ mod tests {
             assert!(e.starts_with("invalid registry server"), "{e}");
             assert!(e.contains("a query would never be sent"), "{e}");
         }
+    }
+
+    /// A fragment (`#…`) is never sent either: it was dropped without a word.
+    #[test]
+    fn a_url_with_a_fragment_is_refused() {
+        let e = try_mirror("https://mirror.example/cache#v2").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(
+            e.to_string().contains("a fragment (`#…`) is never sent"),
+            "{e}"
+        );
+        let server = Server::new("https://registry.example/#v2");
+        let transport = Transport::new(Default::default()).unwrap();
+        let repo: Repository = "registry.example/team/app".parse().unwrap();
+        let e = Host::upstream(&repo, Some(&server), transport, CredentialSource::None)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("a fragment (`#…`) is never sent"),
+            "{e}"
+        );
     }
 
     #[test]
