@@ -1300,7 +1300,7 @@ fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("429 Too Many Requests"), "{err}");
     assert!(
-        err.contains("asks to be retried in 1h, longer than dist waits (1m)"),
+        err.contains("asks to be retried in 1h, longer than dist waits (1m): try again then"),
         "{err}"
     );
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 1);
