@@ -470,11 +470,8 @@ impl Manifest {
 /// terminal's escape, a right-to-left override).
 pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     let raw: RawManifest = serde_json::from_slice(bytes).ok()?;
-    let declared = raw
-        .media_type
-        .filter(|t| !t.is_empty() && media::well_formed(t));
-    if let Some(t) = declared {
-        return Some(media::canonical(&t).to_string());
+    if let Some(t) = raw.media_type.as_deref().and_then(media::reported) {
+        return Some(media::canonical(t).to_string());
     }
     if matches!(raw.manifests, Some(Some(_))) {
         Some(media::OCI_INDEX.to_string())
