@@ -1595,6 +1595,53 @@ mod tests {
         assert_eq!(listing(), vec![d.encoded().to_string()]);
     }
 
+    /// A commit stopped while the writer thread still writes what was queued (a signal,
+    /// `--timeout`, at the end of a large blob) keeps the blob, received whole, as its
+    /// partial download, as a drop before the commit does. The writer, done, deleted it:
+    /// the next run fetched all of it again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_commit_stopped_while_the_writer_finishes_keeps_the_partial_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let sha = dir.path().join("blobs/sha256");
+        // The last chunk, larger than the writer's queue, is queued alone: the writer has
+        // all of it to write when the commit first waits for it.
+        let data: Vec<u8> = (0..(34u32 << 20)).map(|i| (i % 233) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let partial = sha.join(format!("{PARTIAL_PREFIX}{}", d.encoded()));
+        let mut stopped_waiting = false;
+        // The writer may, rarely, be done before the commit's first poll: tried again.
+        for _ in 0..5 {
+            let mut blob = store.temp_for(&d).unwrap();
+            blob.write(&Bytes::copy_from_slice(&data[..2 << 20]))
+                .await
+                .unwrap();
+            blob.write(&Bytes::copy_from_slice(&data[2 << 20..]))
+                .await
+                .unwrap();
+            let mut commit = Box::pin(blob.commit(&d));
+            if futures::poll!(commit.as_mut()).is_ready() {
+                std::fs::remove_file(store.blob_path(&d)).unwrap();
+                continue;
+            }
+            drop(commit);
+            stopped_waiting = true;
+            break;
+        }
+        assert!(stopped_waiting, "the writer was done before every commit");
+        assert!(partial.exists(), "the blob's content was deleted");
+        // The writer thread finishes its writes into the renamed file.
+        let waited = std::time::Instant::now();
+        while std::fs::metadata(&partial).unwrap().len() < data.len() as u64
+            && waited.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(std::fs::read(&partial).unwrap() == data);
+        let (_, prefix) = store.resume(&d).unwrap().expect("claimed");
+        assert_eq!(prefix.len, data.len() as u64);
+    }
+
     /// After `kill -9`, a dead run's temporary file of a known blob becomes its partial
     /// download; an empty one (nothing was written yet) goes.
     #[test]

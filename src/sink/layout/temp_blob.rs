@@ -241,6 +241,9 @@ pub(super) enum Writing {
     },
     /// A writer thread owns the file and gives it back once the queue is closed.
     Streaming(StreamWriter<PlainWrites>),
+    /// The writer thread writes what is still queued, to give the file back: dropped now
+    /// (a stop during a commit), the file is kept as a streaming one's is.
+    Finishing,
     /// Between states, or after a failure.
     Gone,
 }
@@ -269,6 +272,7 @@ impl std::fmt::Debug for TempBlob {
         let writing = match &self.writing {
             Writing::Gathering { batched, .. } => format!("gathering {batched} bytes"),
             Writing::Streaming(_) => "streaming".to_string(),
+            Writing::Finishing => "finishing".to_string(),
             Writing::Gone => "gone".to_string(),
         };
         f.debug_struct("TempBlob")
@@ -344,7 +348,7 @@ impl TempBlob {
                 self.unsent.push_back(chunk.clone());
                 self.send_unsent().await
             }
-            Writing::Gone => Err(self.failed()),
+            Writing::Finishing | Writing::Gone => Err(self.failed()),
         }
     }
 
@@ -405,12 +409,20 @@ impl TempBlob {
     async fn take_file(&mut self) -> Result<(tempfile::NamedTempFile, Vec<Bytes>)> {
         match std::mem::replace(&mut self.writing, Writing::Gone) {
             Writing::Gathering { file, batch, .. } => Ok((file, batch)),
-            Writing::Streaming(writer) => match writer.finish().await {
-                (Some(PlainWrites(file)), Ok(())) => Ok((file, Vec::new())),
-                (_, Err(e)) => Err(self.write_err(e)),
-                (None, Ok(())) => unreachable!("a writer without its file reports why"),
-            },
-            Writing::Gone => Err(self.failed()),
+            Writing::Streaming(writer) => {
+                // Left `Gone` while the writer finishes, a stop then (a signal at the end
+                // of a large blob) left the file to the writer, which deleted it once done:
+                // the blob, received whole, was fetched again by the next run.
+                self.writing = Writing::Finishing;
+                let finished = writer.finish().await;
+                self.writing = Writing::Gone;
+                match finished {
+                    (Some(PlainWrites(file)), Ok(())) => Ok((file, Vec::new())),
+                    (_, Err(e)) => Err(self.write_err(e)),
+                    (None, Ok(())) => unreachable!("a writer without its file reports why"),
+                }
+            }
+            Writing::Finishing | Writing::Gone => Err(self.failed()),
         }
     }
 
@@ -532,7 +544,7 @@ impl TempBlob {
 
 impl Drop for TempBlob {
     fn drop(&mut self) {
-        let streaming = matches!(self.writing, Writing::Streaming(_));
+        let streaming = matches!(self.writing, Writing::Streaming(_) | Writing::Finishing);
         // Renamed here rather than by the writer thread, which may not get to it before
         // an interrupted process exits. A chunk it is writing still lands in the same
         // file, after the others; whoever carries it on verifies the whole content anyway.
