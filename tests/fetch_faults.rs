@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::cli::{bytes, frame_media_types, json_lines, parse_frames, sha256, Dist, Running};
+use support::cli::{
+    blob_file, bytes, frame_media_types, json_lines, parse_frames, sha256, Dist, Running,
+};
 use support::fake::{Auth, FakeRegistry, Fault, Gate, Recorder};
 
 fn fake_with_blob(len: usize) -> (FakeRegistry, String, Vec<u8>) {
@@ -639,7 +641,7 @@ fn a_declared_size_other_than_the_hint_is_fetched_once_more() {
         let out = Dist::new().run(&args, line.as_bytes());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{fault:?}, -o: {err}");
-        let stored = std::fs::read(dir.path().join("blobs/sha256").join(&digest[7..]));
+        let stored = std::fs::read(blob_file(dir.path(), &digest));
         assert_eq!(stored.unwrap(), data, "{fault:?}");
 
         reg.push_fault(&path, fault.clone());
@@ -1189,7 +1191,7 @@ fn coded_answers_are_decoded_before_verification() {
     let line: serde_json::Value = serde_json::from_slice(&line).unwrap();
     assert_eq!(line["status"], "ok", "{line}");
     assert_eq!(line["size"], 300_000);
-    let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+    let stored = blob_file(dir.path(), &digest);
     assert!(std::fs::read(stored).unwrap() == data);
 
     let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
@@ -1500,7 +1502,7 @@ fn verify_existing_replaces_a_damaged_blob() {
         serde_json::from_slice(&line).unwrap()
     };
     assert_eq!(into(&[])["status"], "ok");
-    let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+    let stored = blob_file(dir.path(), &digest);
     let damaged = vec![0u8; data.len()];
     std::fs::write(&stored, &damaged).unwrap();
     let gets = || reg.requests_for(&format!("blobs/{digest}"));
@@ -1553,7 +1555,7 @@ fn a_damaged_large_blob_is_judged_and_warned_of_once() {
         let mut args = vec!["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
         args.extend_from_slice(extra);
         Dist::new().ok_fed(&args, line.as_bytes());
-        let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+        let stored = blob_file(dir.path(), &digest);
         std::fs::write(&stored, damage).unwrap();
         let out = Dist::new().run(&args, line.as_bytes());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -1810,7 +1812,7 @@ fn a_redirect_target_s_retry_after_holds_that_target_not_the_registry() {
     );
     assert_eq!(reg.requests_for(&format!("blobs/{later}")), 1);
     for (digest, data) in [(&limited, &blobs[0]), (&later, &blobs[2])] {
-        let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+        let stored = blob_file(dir.path(), digest);
         assert!(std::fs::read(stored).unwrap() == *data);
     }
 }

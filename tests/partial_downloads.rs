@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cli::{assert_stored_alone, blob_names as names, hex, Dist, Running};
+use support::cli::{assert_stored_alone, blob_file, blob_names as names, hex, Dist, Running};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
 
 /// Past the first MiB, what a download received is on disk and worth keeping.
@@ -994,7 +994,7 @@ fn a_directory_under_a_partial_name_is_left_alone() {
         assert!(!text.contains("removed"), "{text}");
         assert!(planted.join("inside").is_dir(), "left where it was");
     }
-    let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+    let stored = blob_file(dir.path(), &digest);
     assert_eq!(std::fs::read(&stored).unwrap(), data);
     let names: Vec<String> = std::fs::read_dir(dir.path().join("blobs/sha256"))
         .unwrap()
@@ -1036,7 +1036,7 @@ fn a_planted_link_is_not_carried_on() {
         let gets = blob_gets(&reg, &digest, 0);
         assert_eq!(gets.len(), 1, "{kind}");
         assert_eq!(gets[0].range, None, "{kind}: fetched whole");
-        let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+        let stored = blob_file(dir.path(), &digest);
         let meta = std::fs::symlink_metadata(&stored).unwrap();
         assert!(meta.file_type().is_file(), "{kind}");
         assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1, "{kind}");
@@ -1265,7 +1265,7 @@ fn a_partial_beside_its_stored_blob_is_removed() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
     plant_partial(dir.path(), &digest, &data[..1 << 21]);
-    std::fs::write(dir.path().join("blobs/sha256").join(hex(&digest)), &data).unwrap();
+    std::fs::write(blob_file(dir.path(), &digest), &data).unwrap();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
     assert!(text.contains(r#""status":"exists""#), "{text}");
@@ -1300,7 +1300,7 @@ fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
         let gets = blob_gets(&reg, &digest, 0);
         assert_eq!(gets.len(), 1, "{gets:?}");
         assert_eq!(gets[0].range, None, "fetched whole");
-        let stored = std::fs::read(dir.join("blobs/sha256").join(hex(&digest))).unwrap();
+        let stored = std::fs::read(blob_file(&dir, &digest)).unwrap();
         assert!(stored == data, "the stored blob is the content");
         assert!(
             std::fs::read(&partial).unwrap() == data[..2 << 20],
@@ -1326,7 +1326,7 @@ fn a_blob_another_user_owns_in_a_sticky_directory_is_named_as_theirs() {
     set_mode(base.path(), 0o755);
     let dir = base.path().join("shared");
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    let blob = dir.join("blobs/sha256").join(hex(&digest));
+    let blob = blob_file(&dir, &digest);
     std::fs::write(&blob, b"").unwrap();
     for sub in ["", "blobs", "blobs/sha256"] {
         set_mode(&dir.join(sub), 0o1777);

@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use support::cli::{blob_names, bytes, json_lines, parse_frames, Dist, Running};
+use support::cli::{blob_file, blob_names, bytes, json_lines, parse_frames, Dist, Running};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
@@ -105,12 +105,7 @@ fn worker_on_a_stopped_terminal(
             .spawn()
             .unwrap(),
     );
-    let stored = |d: &String| {
-        out_dir
-            .join("blobs/sha256")
-            .join(support::cli::hex(d))
-            .is_file()
-    };
+    let stored = |d: &String| blob_file(out_dir, d).is_file();
     // Stuck on the stopped terminal if this fails, dist is killed by its guard.
     support::wait::until("every blob stored while the terminal is stopped", || {
         good.iter().all(stored)
@@ -2274,8 +2269,7 @@ fn a_failed_run_leaves_no_empty_layout_behind() {
     let out = dist.run(&["fetch", &repo, "-", "-o", fresh_s], lines.as_bytes());
     assert_eq!(out.status.code(), Some(1));
     for digest in blobs.keys() {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        assert!(fresh.join("blobs/sha256").join(hex).exists());
+        assert!(blob_file(&fresh, digest).exists());
     }
 
     let existing = dir.path().join("existing");
@@ -3697,7 +3691,7 @@ fn a_layout_pulled_into_itself_with_verify_existing_is_said_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = dir.path().join("blobs/sha256").join(&config[7..]);
+    let config = blob_file(dir.path(), &config);
     std::fs::write(&config, br#"{"architecture":"amd64","os":"linuX"}"#).unwrap();
     let own = format!("oci:{o}:v1");
     let out = dist.run(&["pull", &own, "-o", o, "--verify-existing"], b"");

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::cli::{
-    bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist, Running,
+    blob_file, bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist,
+    Running,
 };
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
@@ -1299,10 +1300,7 @@ fn batch_through_random_faults_completes_with_nothing_corrupted() {
     );
     assert_eq!(assert_store_clean(dir.path()), 200);
     for (d, data) in &blobs {
-        assert_eq!(
-            &std::fs::read(dir.path().join("blobs/sha256").join(&d[7..])).unwrap(),
-            data
-        );
+        assert_eq!(&std::fs::read(blob_file(dir.path(), d)).unwrap(), data);
     }
 }
 
