@@ -21,11 +21,16 @@ fn repo(reg: &FakeRegistry) -> String {
     format!("{}/team/app", reg.host())
 }
 
+/// `dist fetch` of `digest` from `reg`'s `team/app`, one-shot to stdout, with no input.
+fn fetch(reg: &FakeRegistry, digest: &str) -> std::process::Output {
+    Dist::new().run(&["fetch", &repo(reg), digest], b"")
+}
+
 #[test]
 fn lying_body_fails_one_shot_with_both_digests() {
     let (reg, digest, data) = fake_with_blob(100_000);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(500));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let mut corrupted = data.clone();
@@ -65,7 +70,7 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
     let big = bytes(33, (1 << 20) + 300_000);
     let digest = reg.blob("team/app", &big);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(1 << 20));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
     assert_eq!(
@@ -159,7 +164,7 @@ fn a_streamed_object_that_fails_says_what_stdout_already_holds() {
     let small = bytes(35, 300_000);
     let digest = reg.blob("team/app", &small);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(1000));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty());
@@ -293,7 +298,7 @@ fn a_server_contradicting_its_size_is_not_warned_about_as_content_that_did_not_v
     let (reg, digest, _) = fake_with_blob(200_000);
     reg.push_fault(&digest, Fault::DropAfter(70_000));
     reg.set_fault_for_every(&digest, Fault::Status(416));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -561,7 +566,7 @@ fn takes_the_whole_content_under(whole: Fault) {
             reg.push_fault(&digest, Fault::DropAfter(4000));
         }
         reg.set_fault_for_every(&digest, whole.clone());
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{whole:?}: {err}");
         assert!(out.stdout == data, "{whole:?}: {err}");
@@ -574,7 +579,7 @@ fn takes_the_whole_content_under(whole: Fault) {
 fn short_declared_length_is_a_mismatch() {
     let (reg, digest, _) = fake_with_blob(10_000);
     reg.set_fault_for_every(&digest, Fault::WrongContentLength(-10));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
 }
@@ -1210,7 +1215,7 @@ fn coded_answers_are_decoded_before_verification() {
 
     reg.set_fault_for_every(&digest, Fault::Coded("br"));
     let before = reg.requests_for(&format!("blobs/{digest}"));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1238,7 +1243,7 @@ fn error_pages_make_one_clean_line() {
             body: body.into(),
         };
         reg.set_fault_for_every(&digest, page);
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -1276,7 +1281,7 @@ fn server_errors_are_retried() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 4);
     // Not retried: a client error.
     reg.push_fault(&digest, Fault::Status(400));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 5);
 }
@@ -1297,7 +1302,7 @@ fn timeouts_answered_by_the_server_are_retried() {
 fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     let (reg, digest, _) = fake_with_blob(3000);
     reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(429, "3600".into()));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("429 Too Many Requests"), "{err}");
@@ -1315,7 +1320,7 @@ fn a_retry_after_past_any_number_fails_at_once_too() {
     let (reg, digest, _) = fake_with_blob(3000);
     let forever = "99999999999999999999999";
     reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, forever.into()));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("503 Service Unavailable"), "{err}");
@@ -1664,7 +1669,7 @@ fn a_retry_after_date_is_read_by_the_server_s_own_clock() {
             Fault::StatusWithRetryAfterAndDate(503, after, date),
         );
         let started = std::time::Instant::now();
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "clock {skew:+} s: {err}");
         assert_eq!(out.stdout, data);
@@ -1876,7 +1881,7 @@ fn a_resume_that_gives_the_content_another_size_is_refused() {
     reg.push_fault(&digest, Fault::RangeTotal(600_000));
     reg.push_fault(&digest, Fault::DropAfter(100_000));
     reg.set_fault_for_every(&digest, Fault::RangeTotal(600_000));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
@@ -2068,7 +2073,7 @@ fn resumed_through(coded: Fault) -> FakeRegistry {
     let (reg, digest, data) = fake_with_blob(300_000);
     reg.push_fault(&digest, Fault::DropAfter(100_000));
     reg.push_fault(&digest, coded);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(out.stdout == data, "{err}");
@@ -2457,7 +2462,7 @@ fn a_huge_location_makes_a_short_message() {
                 location: format!("/v2/elsewhere/{}", "a".repeat(len)),
             },
         );
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -2506,7 +2511,7 @@ fn a_huge_challenge_makes_a_short_message() {
     ];
     for (challenge, want) in cases {
         reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.len() < 2000, "{} bytes of stderr", err.len());
         assert!(err.contains(want), "{err}");
@@ -2839,7 +2844,7 @@ fn a_digest_header_in_another_algorithm_does_not_fail_good_content() {
         for key in [digest.as_str(), "manifests/v1"] {
             reg.set_fault_for_every(key, Fault::Header("docker-content-digest", header.into()));
         }
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{header}: {err}");
         assert!(out.stdout == data, "{header}");
@@ -2871,7 +2876,7 @@ fn a_huge_unknown_coding_makes_a_short_message() {
         &digest,
         Fault::Header("content-encoding", "z".repeat(300_000)),
     );
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.len() < 2000, "{} bytes of stderr", err.len());
     assert!(err.contains("Content-Encoding \"zzz"), "{err}");
@@ -3659,7 +3664,7 @@ fn many_response_headers_are_taken_and_too_many_are_not_retried() {
 
     let (reg, digest, _) = fake_with_blob(5000);
     reg.set_fault_for_every(&digest, Fault::ManyHeaders(1200));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -3976,7 +3981,7 @@ fn a_coded_body_that_breaks_after_stdout_started_still_arrives() {
         Fault::CodedAnd("gzip", Box::new(Fault::DropAfter(2 << 20))),
     );
     reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(out.stdout == data, "{err}");
@@ -3992,7 +3997,7 @@ fn every_request_names_dist_and_its_version() {
         .start();
     let data = bytes(9, 5000);
     let digest = reg.blob("team/app", &data);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(
         out.status.code(),
         Some(0),
