@@ -84,6 +84,14 @@ fn blob_gets(reg: &FakeRegistry, digest: &str, from: usize) -> Vec<RequestRecord
         .collect()
 }
 
+/// The `Range` each blob GET the registry saw since `from` asked for (`None`: the whole).
+fn blob_ranges(reg: &FakeRegistry, digest: &str, from: usize) -> Vec<Option<String>> {
+    blob_gets(reg, digest, from)
+        .into_iter()
+        .map(|g| g.range)
+        .collect()
+}
+
 #[test]
 fn a_connection_lost_past_the_retries_keeps_the_partial_and_the_next_run_asks_for_the_rest() {
     let (reg, digest, data) = fake_with_blob();
@@ -280,10 +288,7 @@ fn a_server_contradicting_its_size_keeps_the_partial_it_said_nothing_of() {
     let before = reg.requests().len();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, before)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, before);
     assert_eq!(ranges, [Some(format!("bytes={}-", partial.len()))]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -346,10 +351,7 @@ fn a_wrong_partial_leaves_the_blob_its_fetch_again() {
     reg.push_fault(&digest, Fault::CorruptByte(100));
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     assert_eq!(ranges, [Some("bytes=2097152-".to_string()), None, None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -383,10 +385,7 @@ fn a_wrong_partial_is_fetched_whole_from_the_mirror_that_serves_it() {
     let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
     let text = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    let ranges: Vec<_> = blob_gets(&mirror, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&mirror, &digest, 0);
     assert_eq!(ranges, [Some("bytes=2097152-".to_string()), None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -420,10 +419,7 @@ fn two_runs_never_share_a_partial() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let ranges: Vec<Option<String>> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     let carried_on: Vec<_> = ranges.iter().flatten().collect();
     assert_eq!(carried_on, ["bytes=2097152-"], "claimed once: {ranges:?}");
     assert!(ranges.len() <= 2, "{ranges:?}");
@@ -514,12 +510,8 @@ fn a_range_of_unknown_total_cut_short_is_completed_by_a_whole_answer() {
     assert_eq!(status, 0, "{text}");
     assert!(!text.contains("mismatch"), "{text}");
     assert_stored_alone(dir.path(), &digest, &data);
-    let answers: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|r| (r.range, r.status))
-        .collect();
     assert_eq!(
-        answers,
+        answers(&reg, &digest),
         [
             (Some(format!("bytes={kept}-")), 206),
             (Some(format!("bytes={}-", kept + cut)), 200)
@@ -1072,10 +1064,7 @@ fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
     plant_partial(dir.path(), &digest, &wrong);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     assert_eq!(ranges, [Some(format!("bytes={LEN}-")), None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -1113,10 +1102,7 @@ fn a_partial_longer_than_its_blob_is_not_carried_on() {
     let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
     assert_eq!(status, 0, "{text}");
     assert!(text.contains("longer than its blob"), "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     assert_eq!(ranges, [None], "fetched whole at once");
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -1144,10 +1130,7 @@ fn a_size_hint_shorter_than_the_partial_leaves_it_to_the_registry_s_answer() {
     let before = reg.requests().len();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, before)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, before);
     assert_eq!(ranges, [Some(format!("bytes={kept}-"))]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
