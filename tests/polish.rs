@@ -1333,6 +1333,19 @@ fn misplaced_options_are_refused_not_ignored() {
     assert_eq!(reg.request_count(), 0);
 }
 
+/// `dist ARGS…` run with its stdout on `/dev/full`, where every write fails (`ENOSPC`).
+fn run_onto_a_full_disk(dist: &Dist, args: &[&str]) -> std::process::Output {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    dist.command(args)
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
 /// Output that cannot be written (a full disk: `/dev/full`) is an error that says so; for
 /// `resolve`, whose status 1 also means "does not resolve", the message tells them apart.
 /// Help and version text too: clap drops a failed write of them and exits 0.
@@ -1357,16 +1370,7 @@ fn a_stdout_that_cannot_be_written_says_so() {
         vec!["--version"],
     ];
     for args in cases {
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
-        let out = dist
-            .command(&args)
-            .stdout(full)
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .unwrap();
+        let out = run_onto_a_full_disk(&dist, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(
@@ -1386,16 +1390,10 @@ fn a_pulls_stdout_that_cannot_be_written_says_so() {
     let reference = format!("{}/team/app:v1", reg.host());
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let out = Dist::new()
-        .command(&["pull", &reference, "-o", layout.to_str().unwrap()])
-        .stdout(full)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
+    let out = run_onto_a_full_disk(
+        &Dist::new(),
+        &["pull", &reference, "-o", layout.to_str().unwrap()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let said = "dist: writing to stdout: No space left on device";
@@ -1711,16 +1709,10 @@ fn a_pull_that_failed_only_for_the_moment_exits_75() {
         ];
         let err = Dist::new().fails(1, &args, b"");
         assert!(err.contains("/dev/full"), "{fault:?}: {err}");
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
-        let out = Dist::new()
-            .command(&["--retries", "0", "pull", &reference, "-o", l])
-            .stdout(full)
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .unwrap();
+        let out = run_onto_a_full_disk(
+            &Dist::new(),
+            &["--retries", "0", "pull", &reference, "-o", l],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{fault:?}: {err}");
     }
