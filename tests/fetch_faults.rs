@@ -900,9 +900,7 @@ fn a_broken_credential_file_is_passed_over_with_a_warning() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let digest = tokens.blob("team/app", &data);
     let out = dist.run(&["fetch", &repo(&tokens), &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -2221,9 +2219,7 @@ fn cross_host_redirect_carries_no_credentials() {
 /// file with a warning, and so does dist over the entry, naming the file, not the text.
 #[test]
 fn an_unreadable_login_does_not_stop_an_anonymous_pull() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let data = bytes(8, 4000);
     let digest = reg.blob("team/app", &data);
     let dist = Dist::new();
@@ -2483,9 +2479,7 @@ fn a_huge_location_makes_a_short_message() {
 fn a_huge_challenge_makes_a_short_message() {
     let (reg, digest, _) = fake_with_blob(1000);
     // Issues a token for any scope, which the registry then finds insufficient.
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let huge = "a".repeat(300_000);
     let realm = format!("{}/token", tokens.url());
     let cases = [
@@ -2665,9 +2659,7 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
 #[test]
 fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
     let (reg, digest, _) = fake_with_blob(1000);
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let page = Fault::Page {
         status: 403,
         content_type: "application/json",
@@ -2694,9 +2686,7 @@ fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
 #[test]
 fn an_empty_service_is_left_out_of_the_token_request() {
     let (reg, digest, data) = fake_with_blob(1000);
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let challenge = format!(r#"Bearer realm="{}/token",service="""#, tokens.url());
     reg.push_fault(&digest, Fault::Challenge(challenge));
     assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
@@ -2719,9 +2709,7 @@ fn an_empty_service_is_left_out_of_the_token_request() {
 #[test]
 fn a_fresh_token_refused_without_insufficient_scope_says_what_it_means() {
     let reg = FakeRegistry::start();
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let realm = format!("{}/token", tokens.url());
     for challenge in [
         format!(r#"Bearer realm="{realm}",service="quay.io""#),
@@ -2886,9 +2874,7 @@ fn a_huge_unknown_coding_makes_a_short_message() {
 
 #[test]
 fn worker_keeps_within_jobs_connections_and_one_token() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let mut input = String::new();
     for i in 0..300 {
         let d = reg.blob("team/app", bytes(1000 + i, 2000 + i as usize * 10));
@@ -2912,9 +2898,7 @@ fn worker_keeps_within_jobs_connections_and_one_token() {
 
 /// A registry with bearer tokens from its own token server, holding `data`.
 fn bearer_with(data: &[u8]) -> (FakeRegistry, String) {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let digest = reg.blob("team/app", data);
     (reg, digest)
 }
@@ -3027,9 +3011,7 @@ fn a_token_server_error_that_echoes_the_password_does_not_print_it() {
 /// `scope`) still reads. Before, the key was printed whole in the error.
 #[test]
 fn a_token_server_error_that_echoes_the_realm_s_query_does_not_print_it() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let digest = reg.blob("team/app", bytes(40, 1000));
     let key = "realm-key-7f3a9c";
     reg.set_challenges(&[&format!(
@@ -3060,9 +3042,7 @@ fn a_token_server_error_that_echoes_the_realm_s_query_does_not_print_it() {
 /// <redacted>`.
 #[test]
 fn a_redirected_token_request_s_error_keeps_what_dist_asked_for() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let digest = reg.blob("team/app", bytes(42, 1000));
     let elsewhere = FakeRegistry::start();
     let sig = "sig-9b1e4d7c55";
@@ -3104,9 +3084,7 @@ fn a_redirected_token_request_s_error_keeps_what_dist_asked_for() {
 /// hyper-util's included, whose connection pool named the realm's authority at `debug`.
 #[test]
 fn a_realm_s_user_information_reaches_no_log() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let data = bytes(41, 1000);
     let digest = reg.blob("team/app", &data);
     let key = "realm-pw-5e8b1d";
@@ -3992,9 +3970,7 @@ fn a_coded_body_that_breaks_after_stdout_started_still_arrives() {
 /// themselves: token requests as well as the registry's.
 #[test]
 fn every_request_names_dist_and_its_version() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let data = bytes(9, 5000);
     let digest = reg.blob("team/app", &data);
     let out = fetch(&reg, &digest);
