@@ -186,20 +186,29 @@ pub enum LogFormat {
     Json,
 }
 
+// `display_name` is the name `--version` prints, which clap makes `dist-fetch` for a
+// subcommand: `dist fetch --version` must say `dist 0.1.0`, as `dist --version` does
+// (and `cargo build --version` says `cargo ...`), for a script that reads the version
+// from whichever command line it has. Help's usage lines name the command by `bin_name`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fetch one object to stdout, or many (object `-`: lines on stdin) concurrently.
+    #[command(display_name = "dist")]
     Fetch(FetchArgs),
     /// Pull a whole image (manifests, config, layers) into an OCI image layout.
+    #[command(display_name = "dist")]
     Pull(PullArgs),
     /// Print the descriptor a reference points to, as one JSON line.
+    #[command(display_name = "dist")]
     Resolve(ResolveArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(display_name = "dist")]
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff) on stdout: `dist man | man -l -`.
+    #[command(display_name = "dist")]
     Man,
 }
 
@@ -694,6 +703,25 @@ mod tests {
         let help = jobs.get_help().unwrap().to_string();
         let default = format!("[default: {}]", dist::worker::DEFAULT_JOBS);
         assert!(help.contains(&default), "{help}");
+    }
+
+    /// Every command's `--version` names the program as `dist --version` does: clap named
+    /// each after its subcommand (`dist-fetch 0.1.0`).
+    #[test]
+    fn every_command_names_the_program_in_its_version() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        let want = format!("dist {}\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(cli.render_version(), want);
+        let subcommands: Vec<&clap::Command> = cli.get_subcommands().collect();
+        assert!(subcommands.len() >= 5, "{subcommands:?}");
+        for sub in subcommands {
+            // `help` takes no `--version`.
+            if sub.get_name() != "help" {
+                assert_eq!(sub.render_version(), want, "{}", sub.get_name());
+            }
+        }
     }
 
     /// The long names of the options `--help` lists for `command`, in its order.

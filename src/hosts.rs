@@ -130,7 +130,7 @@ impl HostSpec {
         // for the registry without a word. A login is refused first, unshown: its
         // password may hold a `?`.
         crate::registry::api_root::no_credentials_in(value, "mirror")?;
-        crate::registry::api_root::no_query_in(value, "mirror")?;
+        crate::registry::api_root::nothing_unsent_in(value, "mirror")?;
         Ok(HostSpec {
             url: with_scheme(value, None, "mirror")?,
             capabilities: Capabilities::ALL,
@@ -147,6 +147,25 @@ pub const NO_QUERY_SENT: &str = "a mirror (or a registry's server) is asked at i
      path only, and a query would never be sent (left out of this message: it may hold a \
      token); its credentials come from docker login or podman login, or a `header` in \
      hosts.toml";
+
+/// Why a mirror's or server's URL with a fragment (`#…`) is refused or warned about, as
+/// one with a query is ([`NO_QUERY_SENT`]): the fragment is never sent either, and was
+/// dropped without a word.
+pub const NO_FRAGMENT_SENT: &str = "a mirror (or a registry's server) is asked at its URL's \
+     path only, and a fragment (`#…`) is never sent to a server";
+
+/// Where the part of a mirror's or server's `url` that is never sent starts, its query or
+/// its fragment, whichever comes first, and why it is refused ([`NO_QUERY_SENT`],
+/// [`NO_FRAGMENT_SENT`]); `None` when the whole URL is sent.
+pub fn unsent_part(url: &str) -> Option<(usize, &'static str)> {
+    let at = url.find(['?', '#'])?;
+    let why = if url[at..].starts_with('?') {
+        NO_QUERY_SENT
+    } else {
+        NO_FRAGMENT_SENT
+    };
+    Some((at, why))
+}
 
 /// The parsed `hosts.toml` of one registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -619,6 +638,13 @@ mod tests {
             assert!(e.contains("?…"), "{e}");
             assert!(!e.contains("tokSECRET"), "{e}");
         }
+        // A fragment is never sent either: refused, where it was dropped without a word.
+        let e = HostSpec::from_flag("http://127.0.0.1:5000/cache#v2").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().contains("a fragment (`#…`) is never sent"),
+            "{e}"
+        );
         let e = HostSpec::from_flag("mu:pw?x@mirror.example/c").unwrap_err();
         assert!(e.to_string().contains("credentials do not go here"), "{e}");
         let e = with_scheme("http://127.0.0.1:0/c?token=tokSECRET", None, "mirror").unwrap_err();

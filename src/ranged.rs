@@ -20,7 +20,7 @@
 //! cost the registry CPU.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -468,6 +468,7 @@ impl Adaptive {
             running: VecDeque::new(),
             strikes: Arc::default(),
             confirmed: Arc::default(),
+            range_ignored: Arc::default(),
         });
         parts.top_up(extra);
         self.phase = Phase::Split { cut, parts };
@@ -506,6 +507,10 @@ struct Parts {
     strikes: Arc<Strikes>,
     /// The hosts whose answer to a part confirmed the blob's size.
     confirmed: Arc<Confirmed>,
+    /// Set once a part was answered without its range: the rest goes back to one stream
+    /// when that part's turn comes, and a part started meanwhile (at the first stream's
+    /// cut, or as a part ahead is handed on) was asked for only to be dropped.
+    range_ignored: Arc<AtomicBool>,
 }
 
 /// The hosts whose `206` to a part of a split download declared the blob's size (its
@@ -600,6 +605,9 @@ impl Strikes {
 impl Parts {
     /// Starts parts while fewer than `limit` are under way and the budget has room.
     fn top_up(&mut self, limit: usize) {
+        if self.range_ignored.load(Ordering::Relaxed) {
+            return;
+        }
         while self.running.len() < limit && self.next_start < self.source.total {
             match self.source.shared.budget.clone().try_acquire_owned() {
                 Ok(permit) => self.start(permit),
@@ -618,12 +626,17 @@ impl Parts {
         self.source.follow_first_stream();
         let source = self.source.clone();
         let (strikes, confirmed) = (self.strikes.clone(), self.confirmed.clone());
+        let ignored = self.range_ignored.clone();
         let (judged, head) = tokio::sync::watch::channel(false);
         // Each part runs as its own task so parts download in parallel with the hashing
         // of earlier ones.
         let task = tokio::spawn(async move {
             let word = (&*strikes, &*confirmed, &judged);
-            fetch_part(&source, word, start, end).await
+            let part = fetch_part(&source, word, start, end).await;
+            if matches!(part, Ok(None)) {
+                ignored.store(true, Ordering::Relaxed);
+            }
+            part
         });
         self.running.push_back(PartTask {
             task,

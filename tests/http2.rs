@@ -93,7 +93,7 @@ fn acceptor() -> (tokio_rustls::TlsAcceptor, String) {
         .unwrap()
         .signed_by(&key, &ca, &ca_key)
         .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = support::registry::provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

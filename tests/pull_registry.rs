@@ -1437,9 +1437,10 @@ fn an_interrupted_pull_leaves_index_json_alone_and_no_temporary_file() {
     let image = images.iter().find(|i| i.arch == host_arch()).unwrap();
     let (config, _) = &image.blobs[0];
     let (layer, _) = &image.blobs[2];
-    // 20,100 bytes at 2000 bytes/s: the layer takes ten seconds.
+    // 20,100 bytes at 500 bytes/s: the layer takes forty seconds, longer than the wait for
+    // the config below may last, so the signal always finds it under way.
     let slow = Fault::Paced {
-        bytes_per_sec: 2000,
+        bytes_per_sec: 500,
         first_byte: std::time::Duration::ZERO,
     };
     reg.set_fault_for_every(layer, slow);
@@ -1460,14 +1461,7 @@ fn an_interrupted_pull_leaves_index_json_alone_and_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Dist::new().start(&["pull", &reference, "-o", dir.path().to_str().unwrap()]);
     drop(child.stdin.take());
-    let started = std::time::Instant::now();
-    while stored(dir.path(), config).is_none() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(8),
-            "no config stored"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait::until("the config stored", || stored(dir.path(), config).is_some());
     // SAFETY: kill(2) sends a signal to a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();

@@ -324,6 +324,25 @@ async fn parts_answered_without_their_range_fall_back_to_one_stream() {
     assert_parts_then_one_stream(&reg);
 }
 
+/// Once a part was answered without its range, no part starts: one did at the first
+/// stream's cut, beside the one stream that took the rest over, its answer dropped. The
+/// first stream is slow enough that the parts' answers come well before its cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_part_starts_after_one_was_answered_without_its_range() {
+    let reg = FakeRegistry::start();
+    let data = bytes(83, 3 << 20);
+    let digest = reg.blob("team/app", &data);
+    reg.set_fault_for_every(&digest, Fault::IgnoreRange);
+    let (chunk, delay) = (16 << 10, Duration::from_millis(40));
+    reg.push_fault(&digest, Fault::SlowBody { chunk, delay });
+    assert_eq!(fetch_all(&reg, &digest, small_ranges()).await, data);
+    assert_parts_then_one_stream(&reg);
+    let ranges = range_requests(&reg);
+    let parts: Vec<&String> = ranges.iter().filter(|r| !r.ends_with('-')).collect();
+    // The three that start beside the first stream when it is split, before any answer.
+    assert_eq!(parts.len(), 3, "{ranges:?}");
+}
+
 /// Parts answered with the whole blob under a `206` (`Content-Range: bytes 0-…/…`): the
 /// rest comes over one stream, whose whole answer is taken with the bytes at hand
 /// dropped. It was refused as the wrong range, and the blob failed.

@@ -1685,13 +1685,14 @@ fn a_timeout_beyond_the_clock_is_none() {
 
 /// Large objects in flight at the deadline: their writer threads' files become partial
 /// downloads (no temporary file stays), and the process does not wait for the downloads
-/// (12 s each at this pace) to end.
+/// (12 s each at this pace) to end. Told by what was kept, not by a clock a loaded machine
+/// slows: a process that waited would have stored whole blobs, where the partials hold
+/// only what the server had sent by the deadline.
 #[test]
 fn large_downloads_cut_by_the_timeout_leave_only_partials() {
     let (reg, blobs) = paced_large_blobs(2, 1 << 20);
     let dir = tempfile::tempdir().unwrap();
     let dist = Dist::new();
-    let started = Instant::now();
     let args = [
         "--timeout",
         "2s",
@@ -1703,11 +1704,6 @@ fn large_downloads_cut_by_the_timeout_leave_only_partials() {
     ];
     let out = dist.run(&args, lines(&blobs).as_bytes());
     assert_eq!(out.status.code(), Some(124));
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kept for the next run to carry on"), "{err}");

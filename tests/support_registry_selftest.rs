@@ -542,13 +542,11 @@ fn mutual_tls_offers_http2_and_demands_a_client_certificate() {
     for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let anonymous = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let anonymous = rustls::ClientConfig::builder_with_provider(support::registry::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let (alpn, read) = tls_handshake(&reg, &anonymous);
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     let refused = read.expect_err("no answer without a client certificate");

@@ -90,7 +90,7 @@ fn tls_acceptor(
         (params.signed_by(&key, &ca, &ca_key).unwrap(), ca.pem())
     };
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = support::registry::provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap();
@@ -836,17 +836,15 @@ fn a_certificate_sent_without_its_intermediate_is_named_as_such() {
         .signed_by(&key, &intermediate, &intermediate_key)
         .unwrap();
     let server = |chain: Vec<rustls::pki_types::CertificateDer<'static>>| {
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            chain,
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(support::registry::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                chain,
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let blob = blob.clone();
         serve_with(acceptor, root.pem(), None, None, move |_| {

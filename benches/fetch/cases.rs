@@ -581,7 +581,7 @@ fn lines_within_budget(
     } else {
         let note = format!(
             " The input of {name} was cut from {wanted} to {fits} lines: a probe of {} took \
-             {:.1} ms per line, so {wanted} would take about {:.0} s.",
+             {:.3} ms per line, so {wanted} would take about {:.0} s.",
             lines.len(),
             per_line * 1e3,
             per_line * wanted as f64

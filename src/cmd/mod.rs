@@ -559,18 +559,20 @@ fn mirror_specs(
             );
         }
         if let Some(mut file) = HostsFile::load(dir, repo.host())? {
-            // Read as containerd reads it, the file's queries are dropped: said, not
-            // refused, so that a file shared with containerd keeps working. Taken out here,
-            // where it is said: a `Mirror` or `Server` holding one is refused.
+            // Read as containerd reads it, the file's queries and fragments are dropped:
+            // said, not refused, so that a file shared with containerd keeps working.
+            // Taken out here, where it is said: a `Mirror` or `Server` holding one is
+            // refused.
             let urls = file.hosts.iter_mut().map(|h| &mut h.url);
             for url in urls.chain(file.server.as_mut().map(|s| &mut s.url)) {
-                let Some(at) = url.find('?') else { continue };
+                let Some((at, why)) = dist::hosts::unsent_part(url) else {
+                    continue;
+                };
                 if !global.quiet {
                     say!(
-                        "dist: warning: the hosts file of {} names {:?}: {}",
+                        "dist: warning: the hosts file of {} names {:?}: {why}",
                         repo.host(),
                         dist::error::redact_url(url),
-                        dist::hosts::NO_QUERY_SENT
                     );
                 }
                 url.truncate(at);

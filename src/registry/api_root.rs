@@ -19,18 +19,17 @@ pub(super) fn serves_another(authority: &str, registry: &str) -> bool {
     !(hub || authority.eq_ignore_ascii_case(registry))
 }
 
-/// Refuses a query in the URL of a mirror or server (`what`), as the command line does
-/// for a mirror: the host is asked at its URL's path only, as containerd asks it, and a
-/// query (`?token=…`) taken out without a word left it asked without, failing, and passed
-/// over for the next host. Quoted without the query, which may hold a token.
-pub(crate) fn no_query_in(url: &str, what: &str) -> Result<()> {
-    if !url.contains('?') {
+/// Refuses a query or a fragment in the URL of a mirror or server (`what`), as the command
+/// line does for a mirror: the host is asked at its URL's path only, as containerd asks
+/// it, and a query (`?token=…`) taken out without a word left it asked without, failing,
+/// and passed over for the next host. Quoted without the query, which may hold a token.
+pub(crate) fn nothing_unsent_in(url: &str, what: &str) -> Result<()> {
+    let Some((_, why)) = crate::hosts::unsent_part(url) else {
         return Ok(());
-    }
+    };
     Err(Error::invalid(format!(
-        "invalid {what} {:?}: {}",
+        "invalid {what} {:?}: {why}",
         crate::error::redact_url(url.trim()),
-        crate::hosts::NO_QUERY_SENT
     )))
 }
 

@@ -24,7 +24,9 @@ use crate::reference::Repository;
 use crate::retry::{self, HostPause, Next, RetryPolicy};
 use crate::transport::{self, Outgoing, Transport};
 
-use super::api_root::{api_root_of, no_credentials_in, no_query_in, origin_of, serves_another};
+use super::api_root::{
+    api_root_of, no_credentials_in, nothing_unsent_in, origin_of, serves_another,
+};
 use super::mirror_down::MirrorDown;
 use super::outage::{met_at, outage_over, Admit, Asleep, Came, Outage, Ticket, HOLD_AFTER};
 use super::status::{quota_left, status_error, MAX_ERROR_BODY};
@@ -218,7 +220,7 @@ impl Host {
             ),
             Some(s) => {
                 no_credentials_in(&s.url, "registry server")?;
-                no_query_in(&s.url, "registry server")?;
+                nothing_unsent_in(&s.url, "registry server")?;
                 let (authority, api) =
                     api_root_of(&s.url, s.override_path, "registry server", &s.url)?;
                 (authority, api, s.capabilities)
@@ -264,7 +266,7 @@ impl Host {
         credentials: CredentialSource,
     ) -> Result<Host> {
         no_credentials_in(&m.url, "mirror")?;
-        no_query_in(&m.url, "mirror")?;
+        nothing_unsent_in(&m.url, "mirror")?;
         let (authority, api) = api_root_of(&m.url, m.override_path, "mirror URL", &m.url)?;
         let auth = Authorizer::new(
             m.transport.clone(),
@@ -1114,7 +1116,10 @@ impl Host {
 }
 
 /// `err`, saying that the server asked for a pause longer than dist waits: without it, a
-/// registry's "come back in an hour" reads like any other refusal.
+/// registry's "come back in an hour" reads like any other refusal. And what to do, which
+/// is to come back then: the limit is no setting (crane, containerd and regclient have
+/// none either), and a run that slept through a quota's hour is better left to whatever
+/// runs dist again, which exit status 75 tells to.
 fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     // Rounded up: a date read by this machine's clock (no `Date` came with it) is a
     // fraction of a second past whole, and "60s, longer than dist waits (60s)" said
@@ -1130,7 +1135,7 @@ fn waits_too_long(err: Error, asked: Duration, limit: Duration) -> Error {
     // "86400s".
     let (asked, limit) = (Written(asked), Written(limit));
     err.with_note(format_args!(
-        "it asks to be retried in {asked}, longer than dist waits ({limit})"
+        "it asks to be retried in {asked}, longer than dist waits ({limit}): try again then"
     ))
 }
 
@@ -1160,7 +1165,8 @@ mod tests {
         let said = waits_too_long(err(), Duration::from_millis(60_400), limit);
         assert_eq!(
             said.message(),
-            "registry answered 503; it asks to be retried in 1m1s, longer than dist waits (1m)"
+            "registry answered 503; it asks to be retried in 1m1s, longer than dist waits (1m): \
+             try again then"
         );
         assert_eq!(said.status(), Some(503));
         let said = waits_too_long(err(), Duration::from_secs(86_400), limit);
@@ -1181,7 +1187,7 @@ mod tests {
         let said = waits_too_long(err, Duration::from_secs(1), Duration::from_millis(500));
         assert!(
             said.message()
-                .ends_with("it asks to be retried in 1s, longer than dist waits (500ms)"),
+                .ends_with("retried in 1s, longer than dist waits (500ms): try again then"),
             "{said}"
         );
     }
@@ -1206,7 +1212,8 @@ mod tests {
         assert_eq!(
             said.reason(),
             "token server answered 429: slow down; it asks to be retried in 1h, longer \
-             than dist waits (1m) (tried first: http://m/v2/x: mirror answered 500)"
+             than dist waits (1m): try again then (tried first: http://m/v2/x: mirror \
+             answered 500)"
         );
     }
 
@@ -1469,6 +1476,27 @@ mod tests {
             assert!(e.starts_with("invalid registry server"), "{e}");
             assert!(e.contains("a query would never be sent"), "{e}");
         }
+    }
+
+    /// A fragment (`#…`) is never sent either: it was dropped without a word.
+    #[test]
+    fn a_url_with_a_fragment_is_refused() {
+        let e = try_mirror("https://mirror.example/cache#v2").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(
+            e.to_string().contains("a fragment (`#…`) is never sent"),
+            "{e}"
+        );
+        let server = Server::new("https://registry.example/#v2");
+        let transport = Transport::new(Default::default()).unwrap();
+        let repo: Repository = "registry.example/team/app".parse().unwrap();
+        let e = Host::upstream(&repo, Some(&server), transport, CredentialSource::None)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("a fragment (`#…`) is never sent"),
+            "{e}"
+        );
     }
 
     #[test]

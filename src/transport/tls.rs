@@ -35,6 +35,10 @@ pub fn client_config(
     skip_verify: bool,
     identity: Option<&ClientIdentity>,
 ) -> Result<rustls::ClientConfig> {
+    // rustls 0.23.48 deprecates the ring provider for lacking post-quantum key exchange;
+    // aws-lc-rs, which has it, is the only other built-in provider and needs a C toolchain
+    // build of its own. `allow`, not `expect`: the lock's 0.23.46 has no deprecation.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
