@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::cli::{
-    bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist, Running,
+    blob_file, bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist,
+    Running,
 };
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
@@ -222,9 +223,7 @@ fn expiring_tokens_are_renewed_without_failures() {
 
 #[test]
 fn revoked_token_mid_batch_is_refreshed_once() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs = fill(&reg, 60, 10_000);
     slow_down(&reg, &blobs, 5000, 60);
     let child = Dist::new().spawn(
@@ -253,9 +252,7 @@ fn revoked_token_mid_batch_is_refreshed_once() {
 /// give up on 24 objects.
 #[test]
 fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs = fill(&reg, 32, 20_000);
     slow_down(&reg, &blobs, 2000, 50);
     let child = Dist::new().spawn(
@@ -290,9 +287,7 @@ fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
 /// times in that second.
 #[test]
 fn a_failing_token_server_is_asked_again_once_per_backoff() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs = fill(&reg, 128, 10_000);
     slow_down(&reg, &blobs, 2000, 20);
     let child = Dist::new().spawn(
@@ -407,9 +402,7 @@ fn a_failing_token_server_is_asked_once_per_retry_for_all() {
 #[test]
 fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
     const RETRIES: usize = 3;
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..9)
         .map(|seed| reg.blob("team/app", bytes(9600 + seed, 1000)))
         .collect();
@@ -440,9 +433,7 @@ fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
 /// the 401 failed on the token server.
 #[test]
 fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..9)
         .map(|seed| reg.blob("team/app", bytes(9800 + seed, 1000)))
         .collect();
@@ -510,9 +501,7 @@ fn a_refused_token_then_two_503s(
     retries: &str,
     seed: u64,
 ) -> (FakeRegistry, Vec<String>, usize, std::process::Output) {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..6)
         .map(|i| reg.blob("team/app", bytes(seed + i, 1000)))
         .collect();
@@ -545,9 +534,7 @@ fn a_refused_token_then_two_503s(
 /// another scope, it gets its tokens asked for again.
 #[test]
 fn a_registry_refusing_its_token_server_s_tokens_costs_one_round_per_run() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..8)
         .map(|seed| reg.blob("team/app", bytes(9700 + seed, 1000)))
         .collect();
@@ -1299,10 +1286,7 @@ fn batch_through_random_faults_completes_with_nothing_corrupted() {
     );
     assert_eq!(assert_store_clean(dir.path()), 200);
     for (d, data) in &blobs {
-        assert_eq!(
-            &std::fs::read(dir.path().join("blobs/sha256").join(&d[7..])).unwrap(),
-            data
-        );
+        assert_eq!(&std::fs::read(blob_file(dir.path(), d)).unwrap(), data);
     }
 }
 
