@@ -784,7 +784,9 @@ fn api_url_note(repository: &str, object: &str, as_reference: bool) -> String {
     format!("if a registry API URL was pasted as the {what}, write {meant}")
 }
 
-/// `scheme://host/path` of a URL, with `?…` standing for a query and no user information.
+/// `scheme://host/path` of a URL, with `?…` standing for a query and no user information,
+/// and without control characters: a server's realm or `Location` is read from its bytes,
+/// and may hold a terminal's escape (`\u{9b}`) or a right-to-left override.
 pub fn redact_url(url: &str) -> String {
     if let Some(end) = crate::reference::url_login_end(url) {
         let scheme = url.find("://").map_or("", |i| &url[..i + 3]);
@@ -816,6 +818,10 @@ pub fn redact_url(url: &str) -> String {
     if had_query {
         out.push_str("?…");
     }
+    let out = match crate::server_text::printable(&out) {
+        std::borrow::Cow::Borrowed(_) => out,
+        std::borrow::Cow::Owned(clean) => clean,
+    };
     crate::server_text::cut_to(out, MAX_URL_SHOWN)
 }
 
@@ -1014,6 +1020,16 @@ mod tests {
         );
         let e = Error::new(ErrorKind::Protocol, "more than 10 redirects").with_url(&long);
         assert!(e.to_string().len() < 1000, "{} bytes", e.to_string().len());
+    }
+
+    #[test]
+    fn urls_lose_control_characters() {
+        // A realm read from a challenge's bytes: an escape, a C1 CSI, a line separator and
+        // a right-to-left override, each a space.
+        assert_eq!(
+            redact_url("http://a.example/\u{1b}[2J\u{9b}31m\u{2028}\u{202e}x?t=1"),
+            "http://a.example/ [2J 31m  x?…"
+        );
     }
 
     #[test]

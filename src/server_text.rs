@@ -3,8 +3,8 @@
 //! one error over many lines of stderr, and control characters from an untrusted server
 //! (terminal escape sequences) would reach the user's terminal.
 //!
-//! Not the library's API (hidden from its docs): the binary uses [`one_line`] alone, and
-//! the rest stays inside the crate.
+//! Not the library's API (hidden from its docs): the binary uses [`one_line`] and
+//! [`hidden`] alone, and the rest stays inside the crate.
 //!
 //! ```compile_fail
 //! let said = dist::server_text::excerpt(b"<title>Denied</title>", "403 Forbidden");
@@ -27,7 +27,7 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// controls that reorder or break what follows them. A server's `\u{202E}` (right-to-left
 /// override) turned the rest of a message around, so that what it said about a digest or
 /// a host read as something else (the "Trojan Source" trick), as did line separators.
-fn hidden(c: char) -> bool {
+pub fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

@@ -2585,6 +2585,31 @@ fn a_bad_realm_with_credentials_says_only_that_it_is_bad() {
     assert!(!err.contains("plain HTTP"), "{err}");
 }
 
+/// A realm is read from the challenge's bytes as UTF-8, so it may hold what no URL dist
+/// parses can: a C1 control (`\u{9b}`, a terminal's CSI), a line separator, a
+/// right-to-left override that turns the rest of the line around. Neither the warning that
+/// the login is kept from it nor the error naming it as the URL that failed may pass them
+/// to the terminal; before, both showed the realm as it came.
+#[test]
+fn a_realm_s_control_characters_reach_no_message() {
+    let (reg, digest, _) = fake_with_blob(1000);
+    let challenge = "Bearer realm=\"http://auth.example.invalid/\u{202e}nekot\u{2028}\u{9b}31m/token\",service=\"fake\"";
+    reg.set_fault_for_every(&digest, Fault::Challenge(challenge.into()));
+    let dist = Dist::new();
+    dist.login(&reg.host(), "user", "pw");
+    let out = dist.run(&["--retries", "0", "fetch", &repo(&reg), &digest], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("plain HTTP elsewhere"), "{err}");
+    assert!(
+        err.contains("http://auth.example.invalid/ nekot  31m/token"),
+        "{err}"
+    );
+    for c in ['\u{202e}', '\u{2028}', '\u{9b}'] {
+        assert!(!err.contains(c), "{c:?} in {err:?}");
+    }
+}
+
 /// `digest` fetched from `reg` with a login for it, `reg` challenging with the realm of
 /// `tokens` written with user information, so that the login is kept from it: the error
 /// (the run exits `status`) and the realm as errors show it. The token service is checked

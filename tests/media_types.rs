@@ -225,6 +225,33 @@ fn a_manifest_declaring_its_type_in_another_case_is_pulled() {
     assert_eq!(entry["mediaType"], OCI);
 }
 
+/// A manifest's own `mediaType` is reported where its `Content-Type` names no manifest
+/// type, and is a server's text: one that is no media type (here a C1 CSI, `\u{9b}`, and
+/// a right-to-left override in it) is taken for none, as its shape says, not printed as
+/// it came into the JSON lines and `dist resolve`'s descriptor, which a terminal shows.
+#[test]
+fn a_manifest_declaring_no_media_type_is_reported_by_its_shape() {
+    let reg = FakeRegistry::start();
+    let own = "application/vnd.oci.image.manifest.v1+json\u{9b}31m\u{202e}x";
+    let (digest, _) = image(&reg, "v1", own, "application/json");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Dist::new().ok_fed(
+        &[
+            "fetch",
+            &repo(&reg),
+            "-",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ],
+        b"v1\n",
+    );
+    let line = &json_lines(&out)[0];
+    assert_eq!(line["digest"], digest.as_str(), "{line}");
+    assert_eq!(line["mediaType"], OCI, "{line}");
+    let out = Dist::new().ok(&["resolve", &format!("{}:v1", repo(&reg))]);
+    assert_eq!(json_lines(&out)[0]["mediaType"], OCI);
+}
+
 /// A tag whose `HEAD` answers with a signed schema 1 manifest (the registry's fallback
 /// when it has none of the types asked for) is refused by `dist resolve` as by `dist
 /// fetch`: the `HEAD`'s `Content-Type` made a descriptor of it, whose digest leaves out

@@ -83,13 +83,14 @@ fn line(level: Level, fields: &Fields) -> String {
 }
 
 /// Appends `text` with no line break and no control character: a break as a space, any
-/// other (an `ESC` of a registry's error body) escaped, so that it cannot rewrite the
-/// terminal or split the line.
+/// other (an `ESC` of a registry's error body, a right-to-left override that would turn
+/// the rest of the line around) escaped, so that it cannot rewrite the terminal, split
+/// the line or make it read as another; as messages show a server's text.
 fn push_one_line(line: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '\n' | '\r' | '\t' => line.push(' '),
-            c if c.is_control() => line.extend(c.escape_default()),
+            c if dist::server_text::hidden(c) => line.extend(c.escape_default()),
             c => line.push(c),
         }
     }
@@ -112,6 +113,14 @@ mod tests {
             line(Level::WARN, &fields),
             "dist: warning: content did not verify; fetching again \
              (object=sha256:abc, error=bad  body \\u{1b}[31m)"
+        );
+        let turned = Fields {
+            message: "token service http://a.example/\u{202e}nekot\u{2028}x".into(),
+            others: Vec::new(),
+        };
+        assert_eq!(
+            line(Level::WARN, &turned),
+            "dist: warning: token service http://a.example/\\u{202e}nekot\\u{2028}x"
         );
         let bare = Fields {
             message: "ignoring the hint key".into(),

@@ -464,9 +464,16 @@ impl Manifest {
 
 /// The media type of manifest content: its own `mediaType`, or, for an OCI manifest that
 /// leaves it out, the OCI type its shape says. `None` for content that is no manifest.
+///
+/// A `mediaType` that is no media type counts as left out: it is a server's text, which
+/// dist reports and records as the type, and it may hold anything a JSON string can (a
+/// terminal's escape, a right-to-left override).
 pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     let raw: RawManifest = serde_json::from_slice(bytes).ok()?;
-    if let Some(t) = raw.media_type.filter(|t| !t.is_empty()) {
+    let declared = raw
+        .media_type
+        .filter(|t| !t.is_empty() && media::well_formed(t));
+    if let Some(t) = declared {
         return Some(media::canonical(&t).to_string());
     }
     if matches!(raw.manifests, Some(Some(_))) {
@@ -840,6 +847,15 @@ mod tests {
             Some(media::OCI_INDEX)
         );
         assert_eq!(sniff_media_type(b"[1]"), None);
+        let garbled = image.replacen(
+            r#""schemaVersion":2"#,
+            r#""schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json\u009b\u202e""#,
+            1,
+        );
+        assert_eq!(
+            sniff_media_type(garbled.as_bytes()).as_deref(),
+            Some(media::OCI_MANIFEST)
+        );
     }
 
     /// Go reads a `null` string as empty, and an index entry whose type is `null` is an
