@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::cli::{bytes, frame_media_types, json_lines, parse_frames, sha256, Dist, Running};
+use support::cli::{
+    blob_file, bytes, frame_media_types, json_lines, parse_frames, sha256, Dist, Running,
+};
 use support::fake::{Auth, FakeRegistry, Fault, Gate, Recorder};
 
 fn fake_with_blob(len: usize) -> (FakeRegistry, String, Vec<u8>) {
@@ -19,11 +21,16 @@ fn repo(reg: &FakeRegistry) -> String {
     format!("{}/team/app", reg.host())
 }
 
+/// `dist fetch` of `digest` from `reg`'s `team/app`, one-shot to stdout, with no input.
+fn fetch(reg: &FakeRegistry, digest: &str) -> std::process::Output {
+    Dist::new().run(&["fetch", &repo(reg), digest], b"")
+}
+
 #[test]
 fn lying_body_fails_one_shot_with_both_digests() {
     let (reg, digest, data) = fake_with_blob(100_000);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(500));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let mut corrupted = data.clone();
@@ -63,7 +70,7 @@ fn corrupted_once_is_fetched_again_by_a_one_shot_fetch_while_held_back() {
     let big = bytes(33, (1 << 20) + 300_000);
     let digest = reg.blob("team/app", &big);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(1 << 20));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
     assert_eq!(
@@ -157,7 +164,7 @@ fn a_streamed_object_that_fails_says_what_stdout_already_holds() {
     let small = bytes(35, 300_000);
     let digest = reg.blob("team/app", &small);
     reg.set_fault_for_every(&digest, Fault::CorruptByte(1000));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty());
@@ -291,7 +298,7 @@ fn a_server_contradicting_its_size_is_not_warned_about_as_content_that_did_not_v
     let (reg, digest, _) = fake_with_blob(200_000);
     reg.push_fault(&digest, Fault::DropAfter(70_000));
     reg.set_fault_for_every(&digest, Fault::Status(416));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -559,7 +566,7 @@ fn takes_the_whole_content_under(whole: Fault) {
             reg.push_fault(&digest, Fault::DropAfter(4000));
         }
         reg.set_fault_for_every(&digest, whole.clone());
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{whole:?}: {err}");
         assert!(out.stdout == data, "{whole:?}: {err}");
@@ -572,7 +579,7 @@ fn takes_the_whole_content_under(whole: Fault) {
 fn short_declared_length_is_a_mismatch() {
     let (reg, digest, _) = fake_with_blob(10_000);
     reg.set_fault_for_every(&digest, Fault::WrongContentLength(-10));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
 }
@@ -639,7 +646,7 @@ fn a_declared_size_other_than_the_hint_is_fetched_once_more() {
         let out = Dist::new().run(&args, line.as_bytes());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{fault:?}, -o: {err}");
-        let stored = std::fs::read(dir.path().join("blobs/sha256").join(&digest[7..]));
+        let stored = std::fs::read(blob_file(dir.path(), &digest));
         assert_eq!(stored.unwrap(), data, "{fault:?}");
 
         reg.push_fault(&path, fault.clone());
@@ -893,9 +900,7 @@ fn a_broken_credential_file_is_passed_over_with_a_warning() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let digest = tokens.blob("team/app", &data);
     let out = dist.run(&["fetch", &repo(&tokens), &digest], b"");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1189,7 +1194,7 @@ fn coded_answers_are_decoded_before_verification() {
     let line: serde_json::Value = serde_json::from_slice(&line).unwrap();
     assert_eq!(line["status"], "ok", "{line}");
     assert_eq!(line["size"], 300_000);
-    let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+    let stored = blob_file(dir.path(), &digest);
     assert!(std::fs::read(stored).unwrap() == data);
 
     let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
@@ -1208,7 +1213,7 @@ fn coded_answers_are_decoded_before_verification() {
 
     reg.set_fault_for_every(&digest, Fault::Coded("br"));
     let before = reg.requests_for(&format!("blobs/{digest}"));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1236,7 +1241,7 @@ fn error_pages_make_one_clean_line() {
             body: body.into(),
         };
         reg.set_fault_for_every(&digest, page);
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -1274,7 +1279,7 @@ fn server_errors_are_retried() {
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 4);
     // Not retried: a client error.
     reg.push_fault(&digest, Fault::Status(400));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(reg.requests_for(&format!("blobs/{digest}")), 5);
 }
@@ -1295,7 +1300,7 @@ fn timeouts_answered_by_the_server_are_retried() {
 fn a_retry_after_beyond_a_minute_fails_at_once_and_says_so() {
     let (reg, digest, _) = fake_with_blob(3000);
     reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(429, "3600".into()));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("429 Too Many Requests"), "{err}");
@@ -1313,7 +1318,7 @@ fn a_retry_after_past_any_number_fails_at_once_too() {
     let (reg, digest, _) = fake_with_blob(3000);
     let forever = "99999999999999999999999";
     reg.set_fault_for_every(&digest, Fault::StatusWithRetryAfter(503, forever.into()));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("503 Service Unavailable"), "{err}");
@@ -1500,7 +1505,7 @@ fn verify_existing_replaces_a_damaged_blob() {
         serde_json::from_slice(&line).unwrap()
     };
     assert_eq!(into(&[])["status"], "ok");
-    let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+    let stored = blob_file(dir.path(), &digest);
     let damaged = vec![0u8; data.len()];
     std::fs::write(&stored, &damaged).unwrap();
     let gets = || reg.requests_for(&format!("blobs/{digest}"));
@@ -1553,7 +1558,7 @@ fn a_damaged_large_blob_is_judged_and_warned_of_once() {
         let mut args = vec!["fetch", &repo, "-", "-o", dir.path().to_str().unwrap()];
         args.extend_from_slice(extra);
         Dist::new().ok_fed(&args, line.as_bytes());
-        let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+        let stored = blob_file(dir.path(), &digest);
         std::fs::write(&stored, damage).unwrap();
         let out = Dist::new().run(&args, line.as_bytes());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -1662,7 +1667,7 @@ fn a_retry_after_date_is_read_by_the_server_s_own_clock() {
             Fault::StatusWithRetryAfterAndDate(503, after, date),
         );
         let started = std::time::Instant::now();
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "clock {skew:+} s: {err}");
         assert_eq!(out.stdout, data);
@@ -1810,7 +1815,7 @@ fn a_redirect_target_s_retry_after_holds_that_target_not_the_registry() {
     );
     assert_eq!(reg.requests_for(&format!("blobs/{later}")), 1);
     for (digest, data) in [(&limited, &blobs[0]), (&later, &blobs[2])] {
-        let stored = dir.path().join("blobs/sha256").join(&digest[7..]);
+        let stored = blob_file(dir.path(), digest);
         assert!(std::fs::read(stored).unwrap() == *data);
     }
 }
@@ -1874,7 +1879,7 @@ fn a_resume_that_gives_the_content_another_size_is_refused() {
     reg.push_fault(&digest, Fault::RangeTotal(600_000));
     reg.push_fault(&digest, Fault::DropAfter(100_000));
     reg.set_fault_for_every(&digest, Fault::RangeTotal(600_000));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
@@ -2066,7 +2071,7 @@ fn resumed_through(coded: Fault) -> FakeRegistry {
     let (reg, digest, data) = fake_with_blob(300_000);
     reg.push_fault(&digest, Fault::DropAfter(100_000));
     reg.push_fault(&digest, coded);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(out.stdout == data, "{err}");
@@ -2214,9 +2219,7 @@ fn cross_host_redirect_carries_no_credentials() {
 /// file with a warning, and so does dist over the entry, naming the file, not the text.
 #[test]
 fn an_unreadable_login_does_not_stop_an_anonymous_pull() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let data = bytes(8, 4000);
     let digest = reg.blob("team/app", &data);
     let dist = Dist::new();
@@ -2455,7 +2458,7 @@ fn a_huge_location_makes_a_short_message() {
                 location: format!("/v2/elsewhere/{}", "a".repeat(len)),
             },
         );
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -2476,9 +2479,7 @@ fn a_huge_location_makes_a_short_message() {
 fn a_huge_challenge_makes_a_short_message() {
     let (reg, digest, _) = fake_with_blob(1000);
     // Issues a token for any scope, which the registry then finds insufficient.
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let huge = "a".repeat(300_000);
     let realm = format!("{}/token", tokens.url());
     let cases = [
@@ -2504,7 +2505,7 @@ fn a_huge_challenge_makes_a_short_message() {
     ];
     for (challenge, want) in cases {
         reg.set_fault_for_every(&digest, Fault::Challenge(challenge));
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.len() < 2000, "{} bytes of stderr", err.len());
         assert!(err.contains(want), "{err}");
@@ -2683,9 +2684,7 @@ fn a_refused_anonymous_token_says_the_credentials_were_kept_back() {
 #[test]
 fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
     let (reg, digest, _) = fake_with_blob(1000);
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let page = Fault::Page {
         status: 403,
         content_type: "application/json",
@@ -2712,9 +2711,7 @@ fn a_forbidden_anonymous_token_says_the_credentials_were_kept_back() {
 #[test]
 fn an_empty_service_is_left_out_of_the_token_request() {
     let (reg, digest, data) = fake_with_blob(1000);
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let challenge = format!(r#"Bearer realm="{}/token",service="""#, tokens.url());
     reg.push_fault(&digest, Fault::Challenge(challenge));
     assert_eq!(Dist::new().ok(&["fetch", &repo(&reg), &digest]), data);
@@ -2737,9 +2734,7 @@ fn an_empty_service_is_left_out_of_the_token_request() {
 #[test]
 fn a_fresh_token_refused_without_insufficient_scope_says_what_it_means() {
     let reg = FakeRegistry::start();
-    let tokens = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let tokens = FakeRegistry::with_tokens();
     let realm = format!("{}/token", tokens.url());
     for challenge in [
         format!(r#"Bearer realm="{realm}",service="quay.io""#),
@@ -2862,7 +2857,7 @@ fn a_digest_header_in_another_algorithm_does_not_fail_good_content() {
         for key in [digest.as_str(), "manifests/v1"] {
             reg.set_fault_for_every(key, Fault::Header("docker-content-digest", header.into()));
         }
-        let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+        let out = fetch(&reg, &digest);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{header}: {err}");
         assert!(out.stdout == data, "{header}");
@@ -2894,7 +2889,7 @@ fn a_huge_unknown_coding_makes_a_short_message() {
         &digest,
         Fault::Header("content-encoding", "z".repeat(300_000)),
     );
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.len() < 2000, "{} bytes of stderr", err.len());
     assert!(err.contains("Content-Encoding \"zzz"), "{err}");
@@ -2904,9 +2899,7 @@ fn a_huge_unknown_coding_makes_a_short_message() {
 
 #[test]
 fn worker_keeps_within_jobs_connections_and_one_token() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let mut input = String::new();
     for i in 0..300 {
         let d = reg.blob("team/app", bytes(1000 + i, 2000 + i as usize * 10));
@@ -2930,9 +2923,7 @@ fn worker_keeps_within_jobs_connections_and_one_token() {
 
 /// A registry with bearer tokens from its own token server, holding `data`.
 fn bearer_with(data: &[u8]) -> (FakeRegistry, String) {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let digest = reg.blob("team/app", data);
     (reg, digest)
 }
@@ -3045,9 +3036,7 @@ fn a_token_server_error_that_echoes_the_password_does_not_print_it() {
 /// `scope`) still reads. Before, the key was printed whole in the error.
 #[test]
 fn a_token_server_error_that_echoes_the_realm_s_query_does_not_print_it() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let digest = reg.blob("team/app", bytes(40, 1000));
     let key = "realm-key-7f3a9c";
     reg.set_challenges(&[&format!(
@@ -3078,9 +3067,7 @@ fn a_token_server_error_that_echoes_the_realm_s_query_does_not_print_it() {
 /// <redacted>`.
 #[test]
 fn a_redirected_token_request_s_error_keeps_what_dist_asked_for() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let digest = reg.blob("team/app", bytes(42, 1000));
     let elsewhere = FakeRegistry::start();
     let sig = "sig-9b1e4d7c55";
@@ -3122,9 +3109,7 @@ fn a_redirected_token_request_s_error_keeps_what_dist_asked_for() {
 /// hyper-util's included, whose connection pool named the realm's authority at `debug`.
 #[test]
 fn a_realm_s_user_information_reaches_no_log() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let data = bytes(41, 1000);
     let digest = reg.blob("team/app", &data);
     let key = "realm-pw-5e8b1d";
@@ -3682,7 +3667,7 @@ fn many_response_headers_are_taken_and_too_many_are_not_retried() {
 
     let (reg, digest, _) = fake_with_blob(5000);
     reg.set_fault_for_every(&digest, Fault::ManyHeaders(1200));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -3999,7 +3984,7 @@ fn a_coded_body_that_breaks_after_stdout_started_still_arrives() {
         Fault::CodedAnd("gzip", Box::new(Fault::DropAfter(2 << 20))),
     );
     reg.set_fault_for_every(&digest, Fault::Coded("gzip"));
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(out.stdout == data, "{err}");
@@ -4010,12 +3995,10 @@ fn a_coded_body_that_breaks_after_stdout_started_still_arrives() {
 /// themselves: token requests as well as the registry's.
 #[test]
 fn every_request_names_dist_and_its_version() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let data = bytes(9, 5000);
     let digest = reg.blob("team/app", &data);
-    let out = Dist::new().run(&["fetch", &repo(&reg), &digest], b"");
+    let out = fetch(&reg, &digest);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -4,7 +4,7 @@
 mod support;
 
 use base64::Engine as _;
-use support::cli::{bytes, sha256, Dist};
+use support::cli::{blob_file, bytes, sha256, Dist};
 use support::fake::{Auth, FakeRegistry, Fault, Recorder};
 use support::registry::{Mode, Registry};
 
@@ -454,10 +454,7 @@ fn corrupt_copy_on_a_mirror_is_fetched_again_from_the_registry() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stored = dir
-        .path()
-        .join("blobs/sha256")
-        .join(&digest["sha256:".len()..]);
+    let stored = blob_file(dir.path(), &digest);
     assert_eq!(std::fs::read(stored).unwrap(), blob);
     let path = format!("blobs/{digest}");
     assert_eq!(

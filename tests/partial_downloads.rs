@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cli::{assert_stored_alone, blob_names as names, hex, Dist, Running};
+use support::cli::{assert_stored_alone, blob_file, blob_names as names, hex, Dist, Running};
 use support::fake::{FakeRegistry, Fault, RequestRecord};
 
 /// Past the first MiB, what a download received is on disk and worth keeping.
@@ -81,6 +81,14 @@ fn blob_gets(reg: &FakeRegistry, digest: &str, from: usize) -> Vec<RequestRecord
         .iter()
         .filter(|r| r.path.ends_with(&format!("/blobs/{digest}")))
         .cloned()
+        .collect()
+}
+
+/// The `Range` each blob GET the registry saw since `from` asked for (`None`: the whole).
+fn blob_ranges(reg: &FakeRegistry, digest: &str, from: usize) -> Vec<Option<String>> {
+    blob_gets(reg, digest, from)
+        .into_iter()
+        .map(|g| g.range)
         .collect()
 }
 
@@ -280,10 +288,7 @@ fn a_server_contradicting_its_size_keeps_the_partial_it_said_nothing_of() {
     let before = reg.requests().len();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, before)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, before);
     assert_eq!(ranges, [Some(format!("bytes={}-", partial.len()))]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -346,10 +351,7 @@ fn a_wrong_partial_leaves_the_blob_its_fetch_again() {
     reg.push_fault(&digest, Fault::CorruptByte(100));
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     assert_eq!(ranges, [Some("bytes=2097152-".to_string()), None, None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -383,10 +385,7 @@ fn a_wrong_partial_is_fetched_whole_from_the_mirror_that_serves_it() {
     let out = Dist::new().run(&args, format!("{digest}\n").as_bytes());
     let text = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    let ranges: Vec<_> = blob_gets(&mirror, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&mirror, &digest, 0);
     assert_eq!(ranges, [Some("bytes=2097152-".to_string()), None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -420,10 +419,7 @@ fn two_runs_never_share_a_partial() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let ranges: Vec<Option<String>> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     let carried_on: Vec<_> = ranges.iter().flatten().collect();
     assert_eq!(carried_on, ["bytes=2097152-"], "claimed once: {ranges:?}");
     assert!(ranges.len() <= 2, "{ranges:?}");
@@ -514,12 +510,8 @@ fn a_range_of_unknown_total_cut_short_is_completed_by_a_whole_answer() {
     assert_eq!(status, 0, "{text}");
     assert!(!text.contains("mismatch"), "{text}");
     assert_stored_alone(dir.path(), &digest, &data);
-    let answers: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|r| (r.range, r.status))
-        .collect();
     assert_eq!(
-        answers,
+        answers(&reg, &digest),
         [
             (Some(format!("bytes={kept}-")), 206),
             (Some(format!("bytes={}-", kept + cut)), 200)
@@ -994,7 +986,7 @@ fn a_directory_under_a_partial_name_is_left_alone() {
         assert!(!text.contains("removed"), "{text}");
         assert!(planted.join("inside").is_dir(), "left where it was");
     }
-    let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+    let stored = blob_file(dir.path(), &digest);
     assert_eq!(std::fs::read(&stored).unwrap(), data);
     let names: Vec<String> = std::fs::read_dir(dir.path().join("blobs/sha256"))
         .unwrap()
@@ -1036,7 +1028,7 @@ fn a_planted_link_is_not_carried_on() {
         let gets = blob_gets(&reg, &digest, 0);
         assert_eq!(gets.len(), 1, "{kind}");
         assert_eq!(gets[0].range, None, "{kind}: fetched whole");
-        let stored = dir.path().join("blobs/sha256").join(hex(&digest));
+        let stored = blob_file(dir.path(), &digest);
         let meta = std::fs::symlink_metadata(&stored).unwrap();
         assert!(meta.file_type().is_file(), "{kind}");
         assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1, "{kind}");
@@ -1072,10 +1064,7 @@ fn a_partial_holding_the_whole_blob_is_stored_without_a_fetch() {
     plant_partial(dir.path(), &digest, &wrong);
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     assert_eq!(ranges, [Some(format!("bytes={LEN}-")), None]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -1113,10 +1102,7 @@ fn a_partial_longer_than_its_blob_is_not_carried_on() {
     let (status, text) = fetch_into(&reg, dir.path(), &line, &[]);
     assert_eq!(status, 0, "{text}");
     assert!(text.contains("longer than its blob"), "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, 0)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, 0);
     assert_eq!(ranges, [None], "fetched whole at once");
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -1144,10 +1130,7 @@ fn a_size_hint_shorter_than_the_partial_leaves_it_to_the_registry_s_answer() {
     let before = reg.requests().len();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
-    let ranges: Vec<_> = blob_gets(&reg, &digest, before)
-        .into_iter()
-        .map(|g| g.range)
-        .collect();
+    let ranges = blob_ranges(&reg, &digest, before);
     assert_eq!(ranges, [Some(format!("bytes={kept}-"))]);
     assert_stored_alone(dir.path(), &digest, &data);
 }
@@ -1265,7 +1248,7 @@ fn a_partial_beside_its_stored_blob_is_removed() {
     let (reg, digest, data) = fake_with_blob();
     let dir = tempfile::tempdir().unwrap();
     plant_partial(dir.path(), &digest, &data[..1 << 21]);
-    std::fs::write(dir.path().join("blobs/sha256").join(hex(&digest)), &data).unwrap();
+    std::fs::write(blob_file(dir.path(), &digest), &data).unwrap();
     let (status, text) = fetch_into(&reg, dir.path(), &digest, &[]);
     assert_eq!(status, 0, "{text}");
     assert!(text.contains(r#""status":"exists""#), "{text}");
@@ -1300,7 +1283,7 @@ fn another_users_partial_is_left_alone_and_the_blob_fetched_whole() {
         let gets = blob_gets(&reg, &digest, 0);
         assert_eq!(gets.len(), 1, "{gets:?}");
         assert_eq!(gets[0].range, None, "fetched whole");
-        let stored = std::fs::read(dir.join("blobs/sha256").join(hex(&digest))).unwrap();
+        let stored = std::fs::read(blob_file(&dir, &digest)).unwrap();
         assert!(stored == data, "the stored blob is the content");
         assert!(
             std::fs::read(&partial).unwrap() == data[..2 << 20],
@@ -1326,7 +1309,7 @@ fn a_blob_another_user_owns_in_a_sticky_directory_is_named_as_theirs() {
     set_mode(base.path(), 0o755);
     let dir = base.path().join("shared");
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    let blob = dir.join("blobs/sha256").join(hex(&digest));
+    let blob = blob_file(&dir, &digest);
     std::fs::write(&blob, b"").unwrap();
     for sub in ["", "blobs", "blobs/sha256"] {
         set_mode(&dir.join(sub), 0o1777);

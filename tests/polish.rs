@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use support::cli::{blob_names, bytes, json_lines, parse_frames, Dist, Running};
+use support::cli::{blob_file, blob_names, bytes, json_lines, parse_frames, Dist, Running};
 use support::fake::{Auth, FakeRegistry, Fault};
 
 fn fill(reg: &FakeRegistry, n: usize) -> BTreeMap<String, Vec<u8>> {
@@ -105,12 +105,7 @@ fn worker_on_a_stopped_terminal(
             .spawn()
             .unwrap(),
     );
-    let stored = |d: &String| {
-        out_dir
-            .join("blobs/sha256")
-            .join(support::cli::hex(d))
-            .is_file()
-    };
+    let stored = |d: &String| blob_file(out_dir, d).is_file();
     // Stuck on the stopped terminal if this fails, dist is killed by its guard.
     support::wait::until("every blob stored while the terminal is stopped", || {
         good.iter().all(stored)
@@ -1338,6 +1333,19 @@ fn misplaced_options_are_refused_not_ignored() {
     assert_eq!(reg.request_count(), 0);
 }
 
+/// `dist ARGS…` run with its stdout on `/dev/full`, where every write fails (`ENOSPC`).
+fn run_onto_a_full_disk(dist: &Dist, args: &[&str]) -> std::process::Output {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    dist.command(args)
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
 /// Output that cannot be written (a full disk: `/dev/full`) is an error that says so; for
 /// `resolve`, whose status 1 also means "does not resolve", the message tells them apart.
 /// Help and version text too: clap drops a failed write of them and exits 0.
@@ -1362,16 +1370,7 @@ fn a_stdout_that_cannot_be_written_says_so() {
         vec!["--version"],
     ];
     for args in cases {
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
-        let out = dist
-            .command(&args)
-            .stdout(full)
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .unwrap();
+        let out = run_onto_a_full_disk(&dist, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(
@@ -1391,16 +1390,10 @@ fn a_pulls_stdout_that_cannot_be_written_says_so() {
     let reference = format!("{}/team/app:v1", reg.host());
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let out = Dist::new()
-        .command(&["pull", &reference, "-o", layout.to_str().unwrap()])
-        .stdout(full)
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
+    let out = run_onto_a_full_disk(
+        &Dist::new(),
+        &["pull", &reference, "-o", layout.to_str().unwrap()],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let said = "dist: writing to stdout: No space left on device";
@@ -1716,16 +1709,10 @@ fn a_pull_that_failed_only_for_the_moment_exits_75() {
         ];
         let err = Dist::new().fails(1, &args, b"");
         assert!(err.contains("/dev/full"), "{fault:?}: {err}");
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
-        let out = Dist::new()
-            .command(&["--retries", "0", "pull", &reference, "-o", l])
-            .stdout(full)
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .unwrap();
+        let out = run_onto_a_full_disk(
+            &Dist::new(),
+            &["--retries", "0", "pull", &reference, "-o", l],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{fault:?}: {err}");
     }
@@ -2274,8 +2261,7 @@ fn a_failed_run_leaves_no_empty_layout_behind() {
     let out = dist.run(&["fetch", &repo, "-", "-o", fresh_s], lines.as_bytes());
     assert_eq!(out.status.code(), Some(1));
     for digest in blobs.keys() {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        assert!(fresh.join("blobs/sha256").join(hex).exists());
+        assert!(blob_file(&fresh, digest).exists());
     }
 
     let existing = dir.path().join("existing");
@@ -3697,7 +3683,7 @@ fn a_layout_pulled_into_itself_with_verify_existing_is_said_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = dir.path().join("blobs/sha256").join(&config[7..]);
+    let config = blob_file(dir.path(), &config);
     std::fs::write(&config, br#"{"architecture":"amd64","os":"linuX"}"#).unwrap();
     let own = format!("oci:{o}:v1");
     let out = dist.run(&["pull", &own, "-o", o, "--verify-existing"], b"");

@@ -22,6 +22,13 @@ fn small_ranges() -> RangeOptions {
     ranges
 }
 
+/// [`small_ranges`] with two streams at most.
+fn two_streams() -> RangeOptions {
+    let mut ranges = small_ranges();
+    ranges.streams = 2;
+    ranges
+}
+
 async fn fetch_all(reg: &FakeRegistry, digest: &str, ranges: RangeOptions) -> Vec<u8> {
     fetch_with(reg, digest, ranges, TransportOptions::default()).await
 }
@@ -1280,9 +1287,7 @@ async fn a_416_to_parts_after_the_first_stream_moved_names_the_host_that_confirm
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_416_to_the_one_stream_parts_went_back_to_is_a_size_mismatch() {
     let (reg, _, digest) = split_blob(96, 3 << 20, Fault::Status(416), &[Fault::IgnoreRange]);
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let e = read_to_end(&remote, &digest).await.unwrap_err();
     assert_one_stream_contradicted_the_server(&e);
 }
@@ -1320,9 +1325,7 @@ async fn a_416_to_a_part_s_rest_after_its_206_confirmed_the_size_given() {
     let (chunk, delay) = (16 << 10, Duration::from_millis(10));
     reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
     reg.push_fault(&digest, Fault::DropAfter(64 << 10));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_parts_contradicted_the_server(&e);
 }
@@ -1394,9 +1397,7 @@ async fn a_416_to_a_part_after_another_part_s_206_confirmed_the_size_given() {
     let (chunk, delay) = (16 << 10, Duration::from_millis(10));
     reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
     reg.push_fault(&digest, Fault::ManyHeaders(1));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_parts_contradicted_the_server(&e);
 }
@@ -1425,9 +1426,7 @@ async fn a_416_to_the_one_stream_after_a_part_s_206_confirmed_the_size_given() {
     let ignored = Fault::HeldHead(held.clone(), Box::new(Fault::IgnoreRange));
     reg.push_fault(&digest, ignored);
     reg.push_fault(&digest, Fault::IgnoreRange);
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let reading = {
         let digest = digest.clone();
         tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
@@ -1523,9 +1522,7 @@ fn gated_one_stream_416(
     reg.push_fault(&digest, breaks);
     let refused = Fault::HeldHead(one_stream, Box::new(Fault::Status(416)));
     reg.push_fault(&digest, refused);
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     (reg, digest, remote, gates)
 }
 
@@ -1556,9 +1553,7 @@ async fn a_416_to_the_rest_a_mirror_s_parts_handed_over_after_a_part_confirmed_t
     mirror.push_fault(&digest, Fault::SlowChunked { chunk, delay });
     mirror.push_fault(&digest, Fault::ManyHeaders(1));
     reg.set_fault_for_every(&digest, Fault::Status(416));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = mirrored(&reg, &mirror, 2).with_ranges(ranges);
+    let remote = mirrored(&reg, &mirror, 2).with_ranges(two_streams());
     let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!(
@@ -1600,9 +1595,7 @@ async fn a_416_to_the_rest_handed_over_while_a_mirror_s_part_confirmed_the_size(
     mirror.push_fault(&digest, breaks);
     let short = Fault::HeldHead(handed_over.clone(), Box::new(Fault::Status(416)));
     reg.push_fault(&digest, short);
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = mirrored(&reg, &mirror, 2).with_ranges(ranges);
+    let remote = mirrored(&reg, &mirror, 2).with_ranges(two_streams());
     let gates = [first_part, second_part, handed_over];
     let e = a_416_while_a_part_confirms(remote, &digest, &mirror, &reg, gates).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
@@ -1671,9 +1664,7 @@ async fn a_part_s_other_total_after_another_part_confirmed_the_size_given_is_the
     let (chunk, delay) = (16 << 10, Duration::from_millis(10));
     reg.push_fault(&digest, Fault::SlowChunked { chunk, delay });
     reg.push_fault(&digest, Fault::ManyHeaders(1));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let e = error_given_size(&remote, &digest, 3 << 20).await;
     assert_eq!(e.kind(), dist::ErrorKind::SizeMismatch, "{e}");
     let said = format!("bytes in all, where the content is {}", 3 << 20);
@@ -1706,9 +1697,7 @@ async fn a_416_to_a_part_under_way_when_the_first_stream_s_resume_confirmed_the_
     // The first stream's resume; the parts after the first part are refused too.
     reg.push_fault(&digest, Fault::ManyHeaders(1));
     reg.set_fault_for_every(&digest, Fault::Status(416));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let object: Object = digest.parse().unwrap();
     let mut hints = Hints::default();
     hints.size = Some(3 << 20);
@@ -1763,9 +1752,7 @@ async fn a_416_to_the_first_stream_s_rest_after_a_part_confirmed_the_size_given(
     // The first part's answer, whose head confirms the size, breaks; its rest comes whole.
     reg.push_fault(&digest, Fault::DropAfter(64 << 10));
     reg.push_fault(&digest, Fault::ManyHeaders(1));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let object: Object = digest.parse().unwrap();
     let mut hints = Hints::default();
     hints.size = Some(3 << 20);
@@ -1812,9 +1799,7 @@ async fn second_part_answered_first(seed: u64, every: Fault, status: u16) -> (di
     let held = Gate::default();
     let first_part = Fault::HeldHead(held.clone(), Box::new(Fault::ManyHeaders(1)));
     reg.push_fault(&digest, first_part);
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let reading = {
         let digest = digest.clone();
         tokio::spawn(async move { error_given_size(&remote, &digest, 3 << 20).await })
@@ -1886,9 +1871,7 @@ async fn rest_answered_after_a_part_confirmed(
     let rest = Fault::HeldHead(rest_held.clone(), Box::new(rest));
     reg.push_fault(&digest, rest);
     reg.push_fault(&digest, Fault::ManyHeaders(1));
-    let mut ranges = small_ranges();
-    ranges.streams = 2;
-    let remote = two_retries(&reg.host(), ranges);
+    let remote = two_retries(&reg.host(), two_streams());
     let object: Object = digest.parse().unwrap();
     let mut hints = Hints::default();
     hints.size = Some(3 << 20);

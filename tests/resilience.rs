@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::cli::{
-    bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist, Running,
+    blob_file, bytes, downloads_on_disk, json_lines, parse_frames, rotating_helper, sha256, Dist,
+    Running,
 };
 use support::fake::{Auth, FakeRegistry, Fault, RandomFaults};
 use support::wait::exit_within;
@@ -222,9 +223,7 @@ fn expiring_tokens_are_renewed_without_failures() {
 
 #[test]
 fn revoked_token_mid_batch_is_refreshed_once() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs = fill(&reg, 60, 10_000);
     slow_down(&reg, &blobs, 5000, 60);
     let child = Dist::new().spawn(
@@ -253,9 +252,7 @@ fn revoked_token_mid_batch_is_refreshed_once() {
 /// give up on 24 objects.
 #[test]
 fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs = fill(&reg, 32, 20_000);
     slow_down(&reg, &blobs, 2000, 50);
     let child = Dist::new().spawn(
@@ -290,9 +287,7 @@ fn a_hanging_token_server_is_asked_once_for_every_task_waiting() {
 /// times in that second.
 #[test]
 fn a_failing_token_server_is_asked_again_once_per_backoff() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs = fill(&reg, 128, 10_000);
     slow_down(&reg, &blobs, 2000, 20);
     let child = Dist::new().spawn(
@@ -407,9 +402,7 @@ fn a_failing_token_server_is_asked_once_per_retry_for_all() {
 #[test]
 fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
     const RETRIES: usize = 3;
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..9)
         .map(|seed| reg.blob("team/app", bytes(9600 + seed, 1000)))
         .collect();
@@ -440,9 +433,7 @@ fn a_refused_token_is_not_sent_again_while_its_renewal_fails() {
 /// the 401 failed on the token server.
 #[test]
 fn a_token_refused_once_while_the_token_server_fails_is_sent_again() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..9)
         .map(|seed| reg.blob("team/app", bytes(9800 + seed, 1000)))
         .collect();
@@ -510,9 +501,7 @@ fn a_refused_token_then_two_503s(
     retries: &str,
     seed: u64,
 ) -> (FakeRegistry, Vec<String>, usize, std::process::Output) {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..6)
         .map(|i| reg.blob("team/app", bytes(seed + i, 1000)))
         .collect();
@@ -545,9 +534,7 @@ fn a_refused_token_then_two_503s(
 /// another scope, it gets its tokens asked for again.
 #[test]
 fn a_registry_refusing_its_token_server_s_tokens_costs_one_round_per_run() {
-    let reg = FakeRegistry::builder()
-        .auth(Auth::bearer(Duration::from_secs(300)))
-        .start();
+    let reg = FakeRegistry::with_tokens();
     let blobs: Vec<String> = (0..8)
         .map(|seed| reg.blob("team/app", bytes(9700 + seed, 1000)))
         .collect();
@@ -1299,10 +1286,7 @@ fn batch_through_random_faults_completes_with_nothing_corrupted() {
     );
     assert_eq!(assert_store_clean(dir.path()), 200);
     for (d, data) in &blobs {
-        assert_eq!(
-            &std::fs::read(dir.path().join("blobs/sha256").join(&d[7..])).unwrap(),
-            data
-        );
+        assert_eq!(&std::fs::read(blob_file(dir.path(), d)).unwrap(), data);
     }
 }
 
@@ -1394,6 +1378,62 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
         "SIGTERM, a stuck reader",
     );
     assert_eq!(status.code(), Some(143));
+}
+
+/// A stderr nobody reads (a pipe to a hung log shipper) does not hold a stopped run for
+/// ever: the messages still queued for it are waited for a while, then given up, and
+/// SIGTERM and `--timeout` end the run with their status. It waited for stderr without
+/// end, the signal its stop had consumed, until a second one (a pod's SIGKILL).
+#[test]
+fn a_stop_is_honoured_while_nobody_reads_stderr() {
+    use std::os::fd::AsRawFd;
+    let reg = FakeRegistry::start();
+    for (extra, signal, code) in [(None, Some(15), 143), (Some("2s"), None, 124)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let loc = repo(&reg);
+        let mut args = vec!["fetch", &loc, "-", "-o", out.to_str().unwrap()];
+        if let Some(t) = extra {
+            args.extend(["--timeout", t]);
+        }
+        // Its JSON lines are read; only stderr's are not.
+        let mut child = Running::new(
+            Dist::new()
+                .command(&args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.id();
+        // One error line each, far more than a pipe holds; stdin stays open, so the run
+        // ends by its stop alone.
+        let mut stdin = child.stdin.take().unwrap();
+        let bad: String = (0..4000).map(|i| format!("bad!{i}\n")).collect();
+        stdin.write_all(bad.as_bytes()).unwrap();
+        let err = child.stderr.take().unwrap();
+        support::wait::until("stderr's pipe full", || {
+            let mut queued: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe we hold.
+            assert_eq!(
+                unsafe { libc::ioctl(err.as_raw_fd(), libc::FIONREAD, &mut queued) },
+                0
+            );
+            // Lines a page each do not fill a pipe's 64 KiB to the byte.
+            queued >= 32 << 10
+        });
+        if let Some(signal) = signal {
+            support::wait::until("dist's handler for the signal", || {
+                catches(pid, signal) == Some(true)
+            });
+            assert_eq!(unsafe_kill(pid, signal), 0);
+        }
+        // Not timed: a run that waits for stderr's reader never ends.
+        let status = exit_within(&mut child, Duration::from_secs(60), "nobody reads stderr");
+        assert_eq!(status.code(), Some(code), "{extra:?} {signal:?}");
+        drop((stdin, err));
+    }
 }
 
 /// A reader that leaves (`| head -c 10`) stops the batch there, not at the batch's next

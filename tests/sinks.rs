@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cli::{bytes, frame_media_types, json_lines, Dist, Running};
+use support::cli::{blob_file, bytes, frame_media_types, json_lines, Dist, Running};
 use support::fake::{FakeRegistry, Fault, Gate};
 
 fn repo(reg: &FakeRegistry) -> String {
@@ -347,9 +347,7 @@ fn a_low_open_file_limit_slows_the_batch_instead_of_failing_it() {
             "limit {soft}/{hard}: {stderr}"
         );
         for (digest, data) in &blobs {
-            let path = out_dir
-                .join("blobs/sha256")
-                .join(&digest["sha256:".len()..]);
+            let path = blob_file(&out_dir, digest);
             assert!(
                 std::fs::read(&path).is_ok_and(|stored| stored == *data),
                 "{digest} stored under limit {soft}/{hard}"
@@ -427,9 +425,7 @@ fn range_streams_fit_a_low_open_file_limit() {
         stderr.contains("--range-streams 64 needs up to 64 connections"),
         "{stderr}"
     );
-    let path = out_dir
-        .join("blobs/sha256")
-        .join(support::cli::hex(&digest));
+    let path = blob_file(&out_dir, &digest);
     let stored = std::fs::read(path);
     assert!(stored.is_ok_and(|stored| stored == data), "{stderr}");
 }
@@ -572,7 +568,7 @@ fn range_streams_leave_the_jobs_that_fit_a_low_open_file_limit() {
         "{stderr}"
     );
     for (digest, data) in &blobs {
-        let path = out_dir.join("blobs/sha256").join(support::cli::hex(digest));
+        let path = blob_file(&out_dir, digest);
         assert!(
             std::fs::read(&path).is_ok_and(|stored| stored == *data),
             "{digest}: {stderr}"
@@ -627,10 +623,9 @@ fn redirected_to_many_hosts(mirror: bool) {
     std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
     let settled = |child: &mut std::process::Child| {
         child.try_wait().unwrap().is_some()
-            || blobs.iter().all(|(digest, _)| {
-                let hex = support::cli::hex(digest);
-                out_dir.join("blobs/sha256").join(hex).exists()
-            })
+            || blobs
+                .iter()
+                .all(|(digest, _)| blob_file(&out_dir, digest).exists())
     };
     support::wait::until("the batch to end or store every blob", || {
         settled(&mut child)
@@ -642,7 +637,7 @@ fn redirected_to_many_hosts(mirror: bool) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     for (digest, data) in &blobs {
-        let path = out_dir.join("blobs/sha256").join(support::cli::hex(digest));
+        let path = blob_file(&out_dir, digest);
         assert!(
             std::fs::read(&path).is_ok_and(|stored| stored == *data),
             "{digest}: {stderr}"
@@ -731,7 +726,7 @@ fn a_failing_shard_does_not_take_the_layout_from_one_still_fetching() {
             serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
         assert_eq!(index["manifests"], serde_json::json!([]), "round {round}");
         for (digest, data) in &blobs {
-            let path = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+            let path = blob_file(layout, digest);
             assert!(
                 std::fs::read(&path).is_ok_and(|stored| stored == *data),
                 "round {round}: {digest}"
@@ -748,10 +743,7 @@ fn an_empty_file_under_a_blob_s_name_is_fetched_over() {
     let blob = bytes(91, 5000);
     let digest = reg.blob("team/app", &blob);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir
-        .path()
-        .join("blobs/sha256")
-        .join(&digest["sha256:".len()..]);
+    let path = blob_file(dir.path(), &digest);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, b"").unwrap();
     let out = Dist::new().run(
@@ -827,10 +819,7 @@ fn a_link_at_a_blob_s_place_is_replaced_not_written_through() {
     let mut wrong = blob.clone();
     wrong[10] ^= 1;
     std::fs::write(&victim, &wrong).unwrap();
-    let place = dir
-        .path()
-        .join("blobs/sha256")
-        .join(&digest["sha256:".len()..]);
+    let place = blob_file(dir.path(), &digest);
     std::fs::create_dir_all(place.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(&victim, &place).unwrap();
     let out = Dist::new().run(
@@ -1341,8 +1330,7 @@ fn large_blobs(
 /// Every one of `blobs` is stored in the layout at `layout`, whole.
 fn assert_stored(layout: &std::path::Path, blobs: &[(String, Vec<u8>)]) {
     for (digest, data) in blobs {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        let stored = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+        let stored = std::fs::read(blob_file(layout, digest)).unwrap();
         assert!(stored == *data, "{digest}");
     }
 }
@@ -1949,13 +1937,7 @@ fn a_pull_that_failed_on_a_layer_syncs_what_it_stored() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     let ops = file_operations(&std::fs::read_to_string(log.path()).unwrap(), &layout);
     let blobs = layout.join("blobs/sha256");
-    assert!(
-        layout
-            .join("blobs/sha256")
-            .join(&layer_digest[7..])
-            .is_file(),
-        "{err}"
-    );
+    assert!(blob_file(&layout, &layer_digest).is_file(), "{err}");
     assert!(
         dir_synced_after_renames(&ops, &blobs, ops.len()),
         "{} not synced before the pull exited: {ops:#?}",
@@ -2209,7 +2191,7 @@ fn the_sync_at_the_end_of_a_batch_does_not_hold_off_its_timeout() {
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["status"], "ok");
-    assert!(layout.join("blobs/sha256").join(&blob[7..]).is_file());
+    assert!(blob_file(&layout, &blob).is_file());
 }
 
 /// The directories above `dir` on its filesystem changed in the last five minutes: the
@@ -3695,7 +3677,7 @@ fn a_tag_and_its_digest_on_two_lines_are_both_stored() {
             assert_eq!(l["digest"], digest.as_str(), "{l}");
         }
     }
-    let stored = out_dir.path().join("blobs/sha256").join(&digest[7..]);
+    let stored = blob_file(out_dir.path(), &digest);
     assert_eq!(std::fs::read(stored).unwrap(), manifest);
     // Stored before either line began: the digest's line finds it, and the tag's asks the
     // registry all the same (README said either line would say `exists`).

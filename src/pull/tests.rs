@@ -105,6 +105,14 @@ fn arm64() -> Platforms {
     Platforms::One(Platform::new("linux", "arm64", None))
 }
 
+fn linux_amd64() -> Platforms {
+    Platforms::One(Platform::new("linux", "amd64", None))
+}
+
+fn linux_arm_v7() -> Platforms {
+    Platforms::One(Platform::new("linux", "arm", Some("v7")))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_platform_then_again_fetches_nothing() {
     let (src, dst) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -431,7 +439,7 @@ fn choose_takes_the_closest_older_variant_when_the_one_asked_for_is_missing() {
         d.platform = Some(Platform::new("linux", "arm", Some(variant)));
         d
     };
-    let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let v7 = linux_arm_v7();
     let older = vec![d("v5", b"1"), d("v6", b"2"), d("v8", b"3")];
     let got = choose(&v7, older.clone(), Vec::new(), &mut Offered::default()).0;
     assert_eq!(got, vec![older[1].clone()], "v6, the closest a v7 CPU runs");
@@ -696,8 +704,7 @@ async fn entries_dist_cannot_fetch_spoil_no_other_platform() {
             amd64,
         ],
     );
-    let amd = Platforms::One(Platform::new("linux", "amd64", None));
-    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_amd64()).await;
     let pulled = r.unwrap();
     assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
     let entry = pulled.entry.unwrap();
@@ -758,8 +765,7 @@ async fn a_size_past_int64_is_an_entry_dist_cannot_fetch() {
         src.path(),
         vec![entry_for("arm64", amd64["digest"].clone(), past), amd64],
     );
-    let amd = Platforms::One(Platform::new("linux", "amd64", None));
-    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_amd64()).await;
     let pulled = r.unwrap();
     assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
 
@@ -800,8 +806,7 @@ async fn an_entry_larger_than_any_manifest_is_refused_as_past_the_limit() {
     assert_eq!(e.object(), amd64["digest"].as_str());
 
     let dst = tempfile::tempdir().unwrap();
-    let amd = Platforms::One(Platform::new("linux", "amd64", None));
-    let (r, lines) = run(src.path(), dst.path(), amd).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_amd64()).await;
     assert_eq!(r.unwrap().failed, 0, "{lines:?}");
 }
 
@@ -853,7 +858,7 @@ fn choose_prefers_an_entry_dist_can_fetch_only_as_good_a_fit() {
     };
     let mut usable = Descriptor::new(media::OCI_MANIFEST, Digest::of(Algorithm::Sha256, b"1"), 1);
     usable.platform = Some(Platform::new("linux", "arm", Some("v6")));
-    let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
+    let v7 = linux_arm_v7();
     let (got, cannot) = choose(
         &v7,
         vec![usable.clone()],
@@ -1182,8 +1187,7 @@ async fn an_entry_dist_cannot_fetch_loses_to_another_index_s_as_good() {
     let v7_spoilt = unlabelled_index_of(src.path(), vec![v7_untyped]);
     tag_index_of_values(src.path(), vec![v6_index, v7_spoilt]);
     let dst = tempfile::tempdir().unwrap();
-    let v7 = Platforms::One(Platform::new("linux", "arm", Some("v7")));
-    let (r, lines) = run(src.path(), dst.path(), v7).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_arm_v7()).await;
     let pulled = r.unwrap();
     assert_eq!((pulled.failed, pulled.entry), (1, None), "{lines:?}");
     let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
@@ -1201,8 +1205,7 @@ async fn the_closest_image_of_sibling_indexes_is_pulled() {
     let second = unlabelled_index_of(src.path(), vec![v7.clone()]);
     tag_index_of_values(src.path(), vec![first, second]);
     let dst = tempfile::tempdir().unwrap();
-    let want = Platforms::One(Platform::new("linux", "arm", Some("v7")));
-    let (r, lines) = run(src.path(), dst.path(), want).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_arm_v7()).await;
     let entry = r.unwrap().entry.unwrap();
     assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
 }
@@ -1219,8 +1222,7 @@ async fn the_closest_image_is_pulled_however_deep_its_index() {
     let deeper = unlabelled_index_of(src.path(), vec![deep]);
     tag_index_of_values(src.path(), vec![shallow, deeper]);
     let dst = tempfile::tempdir().unwrap();
-    let want = Platforms::One(Platform::new("linux", "arm", Some("v7")));
-    let (r, lines) = run(src.path(), dst.path(), want).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_arm_v7()).await;
     let entry = r.unwrap().entry.unwrap();
     assert_eq!(entry.digest.to_string(), v7["digest"], "{lines:?}");
 }
@@ -1238,8 +1240,7 @@ async fn a_worse_fit_beside_an_entry_dist_cannot_fetch_still_has_nested_indexes_
     let nested = unlabelled_index_of(src.path(), vec![v7.clone()]);
     tag_index_of_values(src.path(), vec![v7_spoilt, v6, nested]);
     let dst = tempfile::tempdir().unwrap();
-    let want = Platforms::One(Platform::new("linux", "arm", Some("v7")));
-    let (r, lines) = run(src.path(), dst.path(), want).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_arm_v7()).await;
     let pulled = r.unwrap();
     assert_eq!(pulled.failed, 0, "{lines:?}");
     let entry = pulled.entry.unwrap();
@@ -1267,8 +1268,7 @@ async fn a_document_both_an_index_and_an_image_is_refused() {
     let mut entry = put(root, media::OCI_MANIFEST, both.to_string().as_bytes());
     entry.platform = Some(Platform::new("linux", "amd64", None));
     tag_index_v1(root, vec![entry.clone()]);
-    let amd64 = Platforms::One(Platform::new("linux", "amd64", None));
-    let (r, lines) = run(root, dst.path(), amd64).await;
+    let (r, lines) = run(root, dst.path(), linux_amd64()).await;
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e}; {lines:?}");
     assert!(e.to_string().contains("ambiguous manifest"), "{e}");
@@ -1333,8 +1333,7 @@ async fn indexes_nested_too_deep_are_refused() {
             entry = put(src.path(), media::OCI_INDEX, index.to_string().as_bytes());
         }
         tag_index_v1(src.path(), vec![entry]);
-        let amd64 = Platforms::One(Platform::new("linux", "amd64", None));
-        let (r, lines) = run(src.path(), dst.path(), amd64).await;
+        let (r, lines) = run(src.path(), dst.path(), linux_amd64()).await;
         match r {
             Err(e) if refused => {
                 assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
@@ -1533,8 +1532,7 @@ async fn an_artifact_manifest_in_an_index_is_stored_with_its_blobs() {
     }
     // No platform's image: one platform's pull passes over it.
     let dst = tempfile::tempdir().unwrap();
-    let amd64_only = Platforms::One(Platform::new("linux", "amd64", None));
-    let (r, lines) = run(src.path(), dst.path(), amd64_only).await;
+    let (r, lines) = run(src.path(), dst.path(), linux_amd64()).await;
     let pulled = r.unwrap();
     assert_eq!((pulled.fetched, pulled.failed), (5, 0), "{lines:?}");
 }

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::time::Sleep;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::connecting::{take_ready, BoxError, Connecting};
 
 /// The handshake took longer than its limit.
 #[derive(Debug)]
@@ -79,7 +79,7 @@ where
 {
     type Response = Handshaking<C::Response>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = Connecting<Self::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -88,10 +88,7 @@ where
     fn call(&mut self, dst: Uri) -> Self::Future {
         let tls = dst.scheme() == Some(&http::uri::Scheme::HTTPS);
         let limit = self.limit;
-        // The ready service is the one `poll_ready` was called on; keep a fresh clone
-        // for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let io = inner.call(dst).await.map_err(Into::into)?;
             Ok(Handshaking {
@@ -205,15 +202,14 @@ where
 {
     type Response = MaybeHttpsStream<Handshaking<T>>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = Connecting<Self::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let mut io = inner.call(dst).await.map_err(Into::into)?;
             if let MaybeHttpsStream::Https(tls) = &mut io {

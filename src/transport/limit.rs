@@ -29,9 +29,8 @@ use hyper::rt::{Read, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::connecting::{take_ready, BoxError, Connecting};
 use super::redirect::Origin;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long a connection waits for its host's permit before an idle connection of its own
 /// connector to the host, idle all that time, is told to close ([`Caps::host_permit`]).
@@ -724,7 +723,7 @@ where
 {
     type Response = Limited<C::Response>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = Connecting<Self::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -736,10 +735,7 @@ where
             connector: self.id,
             authority: uri.authority().cloned(),
         };
-        // The ready service is the one `poll_ready` was called on; keep a fresh clone
-        // for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let caps = self.caps.clone();
         let making = async move {
             let permit = caps.host_permit(&host, &pool).await?;

@@ -80,6 +80,7 @@ macro_rules! pass_writes_through {
     };
 }
 
+mod connecting;
 mod dns;
 mod failure;
 mod handed;

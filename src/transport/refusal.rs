@@ -17,7 +17,6 @@
 //! line as a frame's header ("frame with invalid size"), and each retry met it again.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -27,7 +26,7 @@ use http::Uri;
 use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::connecting::{take_ready, BoxError, Connecting};
 
 /// How the latest connection to each origin ended, until a later connection to it is
 /// answered. One transport shows one client certificate, so a server's verdict on it holds
@@ -117,7 +116,7 @@ where
 {
     type Response = Watched<C::Response>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = Connecting<Self::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -126,10 +125,7 @@ where
     fn call(&mut self, uri: Uri) -> Self::Future {
         let origin = origin(&uri);
         let refusals = self.refusals.clone();
-        // The ready service is the one `poll_ready` was called on; keep a fresh clone
-        // for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let io = inner.call(uri).await.map_err(Into::into)?;
             let http2 = io.connected().is_negotiated_h2();

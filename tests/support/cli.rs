@@ -339,6 +339,11 @@ pub fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap()
 }
 
+/// The file the blob `digest` (`sha256:…`) is stored in, in the layout `dir`.
+pub fn blob_file(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256").join(hex(digest))
+}
+
 /// The names in the `blobs/sha256` folder of the layout `dir`, sorted.
 pub fn blob_names(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
@@ -358,7 +363,7 @@ pub fn assert_stored_alone(dir: &std::path::Path, digest: &str, data: &[u8]) {
         vec![hex(digest).to_string()],
         "nothing else left"
     );
-    let stored = std::fs::read(dir.join("blobs/sha256").join(hex(digest))).unwrap();
+    let stored = std::fs::read(blob_file(dir, digest)).unwrap();
     assert!(stored == data, "the stored blob is the content");
 }
 

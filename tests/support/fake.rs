@@ -209,6 +209,14 @@ impl FakeRegistry {
         Self::builder().start()
     }
 
+    /// Starts a registry that asks for bearer tokens, each good for five minutes: longer
+    /// than any test runs, so none expires unless a test revokes it.
+    pub fn with_tokens() -> Self {
+        Self::builder()
+            .auth(Auth::bearer(std::time::Duration::from_secs(300)))
+            .start()
+    }
+
     /// Starts a registry holding one blob in `team/app`, `len` bytes made from `seed`:
     /// the registry, the blob's digest and its content.
     pub fn with_blob(seed: u64, len: usize) -> (Self, String, Vec<u8>) {

@@ -43,10 +43,21 @@ pub(super) fn park(from: &Path, len: u64, partial: &Path) -> bool {
 /// file's owner (or the directory's, or root) may replace it, and the message says so.
 fn rename_err(dest: &Path, e: std::io::Error) -> Error {
     use std::os::unix::fs::MetadataExt;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    // `-o DIR` removed under a running batch (a cleanup job, an `rm -rf` meant for the
+    // last run): the system's "No such file or directory" named the blob, which was never
+    // there to be found, and read as if the download had lost it.
+    if e.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() {
+        let words = format!(
+            "renaming into {}: its directory {} is gone (removed while the run wrote into it?)",
+            dest.display(),
+            dir.display()
+        );
+        return Error::new(ErrorKind::Io, words).with_cause(os_error(e));
+    }
     if e.kind() != std::io::ErrorKind::PermissionDenied {
         return io_err("renaming into", dest, e);
     }
-    let dir = dest.parent().unwrap_or(Path::new("."));
     let (Ok(dir_meta), Ok(file_meta)) = (std::fs::metadata(dir), std::fs::symlink_metadata(dest))
     else {
         return io_err("renaming into", dest, e);
@@ -565,5 +576,33 @@ impl Drop for TempBlob {
         if let (true, Some(path)) = (kept, path.as_mut()) {
             path.disable_cleanup(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A blob whose directory was removed under the run says that the directory is gone,
+    /// not only the system's "No such file or directory" about the blob's own name.
+    #[test]
+    fn a_rename_into_a_removed_directory_says_it_is_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("blobs").join("sha256");
+        let dest = dir.join("ab");
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = rename_err(&dest, gone).to_string();
+        assert!(
+            e.starts_with(&format!(
+                "renaming into {}: its directory {} is gone",
+                dest.display(),
+                dir.display()
+            )),
+            "{e}"
+        );
+        // Its directory there, the system's words stand alone.
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = rename_err(&dest, std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(!e.to_string().contains("is gone"), "{e}");
     }
 }

@@ -2,7 +2,6 @@
 //! `CONNECT` tunnel, through a SOCKS5 proxy, or over a connection to a forwarding proxy.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -15,6 +14,7 @@ use super::select::{Proxies, Route};
 use super::socks::{self, SocksFailure};
 use super::tunnel::{open_tunnel, TunnelFailure};
 use super::{authority, with_port, BoxError, ProxyError};
+use crate::transport::connecting::{take_ready, Connecting};
 
 /// No connection to the proxy itself. The connector's error stays its source, not words in
 /// its message: the system's "Connection refused (os error 111)" lies below the connector's
@@ -121,17 +121,14 @@ where
 {
     type Response = ProxyStream;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<ProxyStream, BoxError>> + Send>>;
+    type Future = Connecting<ProxyStream>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
-        // The ready service is the one `poll_ready` was called on; keep a fresh clone
-        // for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let limit = self.handshake;
         let user_agent = self.user_agent.clone();
         match self.proxies.route(&dst) {

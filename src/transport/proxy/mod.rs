@@ -31,7 +31,7 @@ pub use connector::{ProxyConnector, ProxyStream};
 pub use error::ProxyError;
 pub use select::Proxies;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::connecting::BoxError;
 
 /// `dst` with its port written out, as `CONNECT` needs it (the scheme's default if none).
 fn with_port(dst: &Uri) -> Uri {
