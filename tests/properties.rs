@@ -1,16 +1,28 @@
 //! Property tests for the parsers that read untrusted text: input lines, references and
-//! locators, digests, and `WWW-Authenticate` headers. They must never panic, and what they
-//! accept must round-trip.
-
+//! locators, digests, `WWW-Authenticate`, `Retry-After` and `Location` headers, media
+//! types, platforms, hints, `hosts.toml` and manifests. They must never panic, and what
+//! they accept must round-trip. Parsers private to the library have their properties
+//! beside them (`Content-Range`, `NO_PROXY`, credential files, a layout's `index.json`).
+//! `PROPTEST_CASES=5000` runs a longer hunt than the defaults, which keep CI quick.
 use dist::auth::challenge;
 use dist::duration::{self, Written};
+use dist::image::Platform;
 use dist::worker::line::parse_line;
 use dist::{Digest, Object, Reference, Repository};
 use proptest::prelude::*;
 use std::time::Duration;
 
+/// `default` cases, or `PROPTEST_CASES` when set (a longer hunt locally):
+/// `ProptestConfig::with_cases` alone ignores the variable.
+fn cases(default: u32) -> ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    ProptestConfig::with_cases(n.unwrap_or(default))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(cases(2000))]
 
     #[test]
     fn line_parser_never_panics(line in any::<String>()) {
@@ -92,5 +104,191 @@ proptest! {
     ) {
         let written = Written(d).to_string();
         prop_assert_eq!(duration::parse(&written), Ok(d), "{}", written);
+    }
+}
+
+/// Headers holding `name: value`, or none when `value` is no header value at all.
+fn headers(pairs: &[(http::header::HeaderName, &str)]) -> Option<http::HeaderMap> {
+    let mut h = http::HeaderMap::new();
+    for (name, value) in pairs {
+        h.insert(name.clone(), http::HeaderValue::from_str(value).ok()?);
+    }
+    Some(h)
+}
+
+proptest! {
+    #![proptest_config(cases(1000))]
+
+    #[test]
+    fn retry_after_never_panics(v in any::<String>(), date in "[ -~]{0,40}") {
+        if let Some(h) = headers(&[
+            (http::header::RETRY_AFTER, &v),
+            (http::header::DATE, &date),
+        ]) {
+            let _ = dist::retry::retry_after(&h);
+        }
+    }
+
+    /// Seconds read as themselves, padded or not; a sign or a fraction is no number.
+    #[test]
+    fn retry_after_seconds_read_as_written(
+        n in any::<u64>(),
+        pad in "[ \t]{0,2}",
+        bad in prop_oneof![Just("+"), Just("-"), Just(".5"), Just("s"), Just("e3")],
+    ) {
+        let h = headers(&[(http::header::RETRY_AFTER, &format!("{pad}{n}{pad}"))]).unwrap();
+        prop_assert_eq!(dist::retry::retry_after(&h), Some(Duration::from_secs(n)));
+        let odd = if bad == "+" || bad == "-" { format!("{bad}{n}") } else { format!("{n}{bad}") };
+        let h = headers(&[(http::header::RETRY_AFTER, &odd)]).unwrap();
+        prop_assert_eq!(dist::retry::retry_after(&h), None, "{}", odd);
+    }
+
+    /// An HTTP-date is read against the answer's own `Date`: the wait is their difference
+    /// (none for a date already past), whatever the local clock says.
+    #[test]
+    fn retry_after_date_is_counted_from_the_answer_s_date(
+        now in 0u64..4_000_000_000,
+        ahead in -100_000i64..100_000,
+    ) {
+        let at = |s: u64| httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(s));
+        let when = now.saturating_add_signed(ahead);
+        let h = headers(&[
+            (http::header::RETRY_AFTER, &at(when)),
+            (http::header::DATE, &at(now)),
+        ]).unwrap();
+        prop_assert_eq!(
+            dist::retry::retry_after(&h),
+            Some(Duration::from_secs(when.saturating_sub(now)))
+        );
+    }
+
+    #[test]
+    fn platform_never_panics(s in any::<String>(), near in "[a-zA-Z0-9()._/-]{0,30}") {
+        let _ = s.parse::<Platform>();
+        let _ = near.parse::<Platform>();
+    }
+
+    /// A platform `--platform` accepts, shown, reads back as itself.
+    #[test]
+    fn accepted_platforms_read_back(
+        s in "(linux|windows|darwin|macos|Linux|freebsd|[a-z]{1,6})(/(amd64|arm64|arm|ARM64|aarch64|x86_64|386|[a-z0-9]{1,5})(/(v[0-9]|[a-z0-9]{1,4}))?)?",
+    ) {
+        if let Ok(p) = s.parse::<Platform>() {
+            let again: Platform = p.to_string().parse().unwrap();
+            prop_assert_eq!(&again, &p, "{} -> {}", s, p);
+        }
+    }
+
+    /// A `size:` hint is read as the number written, up to the OCI descriptor's `int64`.
+    #[test]
+    fn size_hints_read_as_written(n in any::<u64>(), lead in "0{0,3}") {
+        let word = format!("size:{lead}{n}");
+        let read = dist::Hints::parse([word.as_str()]);
+        if n <= i64::MAX as u64 {
+            prop_assert_eq!(read.unwrap().size, Some(n));
+        } else {
+            prop_assert!(read.is_err());
+        }
+    }
+
+    #[test]
+    fn hints_never_panic(words in proptest::collection::vec("[a-zA-Z:_./+-]{0,6}[0-9a-z:]{0,25}", 0..5)) {
+        let _ = dist::Hints::parse(words.iter().map(String::as_str));
+    }
+
+    /// A `Location` resolves to an http(s) URL or is refused; never a panic.
+    #[test]
+    fn redirect_locations_never_panic(
+        loc in prop_oneof![
+            any::<String>(),
+            "(https?:|ftp:|file:|HTTP:|//|/|\\.\\./|\\?|#)?[a-z0-9@:./?#%\\[\\]-]{0,30}",
+        ],
+    ) {
+        let base: http::Uri = "https://reg.example:5000/v2/a/b/blobs/sha256:ab?x=1".parse().unwrap();
+        if let Ok(u) = dist::transport::resolve(&base, &loc) {
+            prop_assert!(matches!(u.scheme_str(), Some("http" | "https")), "{}", u);
+            prop_assert!(u.host().is_some_and(|h| !h.is_empty()), "{}", u);
+        }
+    }
+
+    /// A path-absolute location keeps the base's scheme and authority, and its own path
+    /// without dot segments.
+    #[test]
+    fn path_absolute_locations_stay_on_the_base_host(segs in proptest::collection::vec("[a-z0-9]{1,5}|\\.|\\.\\.", 0..6)) {
+        let base: http::Uri = "https://reg.example:5000/v2/x".parse().unwrap();
+        let loc = format!("/{}", segs.join("/"));
+        let u = dist::transport::resolve(&base, &loc).unwrap();
+        prop_assert_eq!(u.authority().unwrap().as_str(), "reg.example:5000");
+        prop_assert!(!u.path().split('/').any(|s| s == "." || s == ".."), "{}", u);
+    }
+
+    #[test]
+    fn locators_never_panic(
+        s in "(oci:|https?://|//)?([a-z]{1,3}(:[a-z]{0,3})?@)?(\\[[0-9a-f:]{0,12}\\]|[a-z0-9.]{1,8})(:[0-9]{0,6})?(/[a-z0-9._-]{0,5}){0,3}(:[a-z0-9]{0,4})?(@sha256:[0-9a-f]{0,64})?",
+    ) {
+        let _ = s.parse::<dist::Locator>();
+        if let Ok(r) = s.parse::<dist::image::ImageRef>() {
+            let again: dist::image::ImageRef = r.to_string().parse().unwrap();
+            prop_assert_eq!(again.to_string(), r.to_string());
+        }
+    }
+
+    #[test]
+    fn hosts_toml_never_panics(
+        s in "(server = \"[a-z:/.]{0,12}\"\n)?(\\[host\\.\"[a-z:/.\\[\\]0-9]{0,16}\"\\]\n( {0,2}[a-z_]{1,12} = (\"[a-z0-9./:-]{0,10}\"|\\[\"[a-z]{0,5}\"\\]|true|[0-9]{1,3}|\\[\\[\"a\",\"b\"\\]\\])\n){0,3}){0,2}",
+    ) {
+        let _ = dist::hosts::HostsFile::parse(&s, std::path::Path::new("/nonexistent"));
+    }
+
+    #[test]
+    fn manifests_never_panic(
+        s in "\\{(\"(schemaVersion|mediaType|manifests|layers|config|digest|size|platform|urls|annotations|subject)\":(1|2|-1|1e3|18446744073709551616|null|\"[a-z./+]{0,10}\"|\\[\\]|\\{\\}|\\[\\{\"digest\":\"sha256:\",\"size\":1\\}\\]),?){0,5}\\}?",
+    ) {
+        let _ = dist::image::sniff_media_type(s.as_bytes());
+        let _ = dist::image::Manifest::parse(None, s.as_bytes());
+        let _ = dist::image::Manifest::parse(Some(dist::media::OCI_INDEX), s.as_bytes());
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1000))]
+
+    /// A media type reads as its essence, whatever its parameters and case; the spelling
+    /// dist records is a known type's registered one and keeps the parameters.
+    #[test]
+    fn media_types_keep_their_essence(
+        essence in prop_oneof![
+            Just(dist::media::OCI_MANIFEST.to_string()),
+            Just(dist::media::OCI_INDEX.to_string()),
+            Just(dist::media::DOCKER_MANIFEST.to_string()),
+            "[a-z]{1,8}/[a-z0-9][a-z0-9.+-]{0,11}",
+        ],
+        upper in proptest::collection::vec(any::<bool>(), 64),
+        params in "(;[ ]?[a-z]{1,5}=[a-z0-9\"]{0,5}){0,2}",
+        pad in "[ ]{0,2}",
+    ) {
+        let spelt: String = essence
+            .chars()
+            .zip(upper.iter().cycle())
+            .map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c })
+            .collect();
+        let written = format!("{pad}{spelt}{pad}{params}");
+        prop_assert!(dist::media::is(&written, &essence));
+        prop_assert!(dist::media::well_formed(&written), "{}", written);
+        let registered = dist::media::registered(&written);
+        prop_assert_eq!(dist::media::canonical(&registered), dist::media::canonical(&written));
+        prop_assert!(registered.ends_with(&params));
+        let known = [dist::media::OCI_MANIFEST, dist::media::OCI_INDEX, dist::media::DOCKER_MANIFEST];
+        if known.contains(&essence.as_str()) {
+            prop_assert_eq!(dist::media::canonical(&written), essence.as_str());
+        }
+    }
+
+    #[test]
+    fn media_type_readers_never_panic(s in any::<String>()) {
+        let _ = dist::media::well_formed(&s);
+        let _ = dist::media::registered(&s);
+        let _ = dist::media::is_vendor(&s);
+        let _ = dist::media::is_manifest(&s);
     }
 }
