@@ -1,9 +1,11 @@
 //! Property tests for the parsers that read untrusted text: input lines, references and
 //! locators, digests, `WWW-Authenticate`, `Retry-After` and `Location` headers, media
-//! types, platforms, hints, `hosts.toml` and manifests. They must never panic, and what
-//! they accept must round-trip. Parsers private to the library have their properties
-//! beside them (`Content-Range`, `NO_PROXY`, credential files, a layout's `index.json`).
-//! `PROPTEST_CASES=5000` runs a longer hunt than the defaults, which keep CI quick.
+//! types, platforms, hints, mirror flags, `hosts.toml` and manifests. They must never
+//! panic, and what they accept must round-trip. Parsers private to the library have their
+//! properties beside them (`Content-Range`, `NO_PROXY`, credential files, a layout's
+//! `index.json`, error bodies). `PROPTEST_CASES=5000` runs a longer hunt than the
+//! defaults, which keep CI quick.
+
 use dist::auth::challenge;
 use dist::duration::{self, Written};
 use dist::image::Platform;
@@ -290,5 +292,101 @@ proptest! {
         let _ = dist::media::registered(&s);
         let _ = dist::media::is_vendor(&s);
         let _ = dist::media::is_manifest(&s);
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1000))]
+
+    /// A reference written `host[:port]/path[:tag][@digest]` reads as those parts, an
+    /// IPv6 host in brackets included, and as itself when written again.
+    #[test]
+    fn references_read_as_their_parts(
+        host in prop_oneof![
+            "[a-z]([a-z0-9-]{0,4}[a-z0-9])?\\.[a-z]{2,3}",
+            Just("localhost".to_string()),
+            "\\[(fd00|2001:db8)::[0-9a-f]{1,4}\\]",
+            "10\\.[0-9]{1,3}\\.0\\.1",
+        ],
+        port in proptest::option::of(1u16..),
+        path in "[a-z0-9]{1,5}([._-][a-z0-9]{1,3})?(/[a-z0-9]{1,5}){0,2}",
+        tag in proptest::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}"),
+        hex in proptest::option::of("[0-9a-f]{64}"),
+    ) {
+        let authority = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let mut s = format!("{authority}/{path}");
+        if let Some(t) = &tag {
+            s.push_str(&format!(":{t}"));
+        }
+        if let Some(h) = &hex {
+            s.push_str(&format!("@sha256:{h}"));
+        }
+        let r: Reference = s.parse().map_err(|e| TestCaseError::fail(format!("{s}: {e}")))?;
+        prop_assert_eq!(r.repository.host(), authority.as_str(), "{}", s);
+        prop_assert_eq!(r.repository.name(), path.as_str());
+        prop_assert_eq!(&r.tag, &tag);
+        prop_assert_eq!(r.digest.as_ref().map(|d| d.encoded().to_string()), hex);
+        let again: Reference = r.to_string().parse().unwrap();
+        prop_assert_eq!(again, r);
+        let image: dist::image::ImageRef = s.parse().unwrap();
+        prop_assert_eq!(image.locator.to_string(), format!("{authority}/{path}"));
+    }
+
+    /// `oci:<dir>[:tag][@digest]` names the directory as written, colons and all.
+    #[test]
+    fn layout_references_keep_their_directory(
+        dir in "(\\./|/|\\.\\./)?[a-z0-9_.-]{1,6}(/[a-z0-9_.-]{1,6}){0,2}",
+        tag in proptest::option::of("[a-z0-9_][a-z0-9_.-]{0,6}"),
+    ) {
+        let s = match &tag {
+            Some(t) => format!("oci:{dir}:{t}"),
+            None => format!("oci:{dir}"),
+        };
+        let r: dist::image::ImageRef = s.parse().map_err(|e| TestCaseError::fail(format!("{s}: {e}")))?;
+        prop_assert_eq!(&r.locator, &dist::Locator::Layout(dir.clone().into()), "{}", s);
+        if tag.is_some() {
+            prop_assert_eq!(&r.tag, &tag);
+        }
+        let again: dist::image::ImageRef = r.to_string().parse().unwrap();
+        prop_assert_eq!(again.to_string(), r.to_string());
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1000))]
+
+    /// A `--mirror` written without a scheme is https, or http on this machine's own
+    /// addresses; one with a scheme keeps it, in lower case; the address stays as written.
+    #[test]
+    fn mirror_flags_take_their_scheme(
+        (host, local) in prop_oneof![
+            "[a-z][a-z0-9]{0,5}\\.[a-z]{2,3}".prop_map(|h| (h, false)),
+            Just(("localhost".to_string(), true)),
+            "127\\.[1-9]?[0-9]\\.0\\.1".prop_map(|h| (h, true)),
+            Just(("[::1]".to_string(), true)),
+            "\\[fd00::[1-9a-f]{1,3}\\]".prop_map(|h| (h, false)),
+            "10\\.[1-9]?[0-9]\\.0\\.1".prop_map(|h| (h, false)),
+        ],
+        port in proptest::option::of(1u16..),
+        path in "(/[a-z0-9]{1,4}){0,2}/?",
+        scheme in proptest::option::of("[hH][tT][tT][pP][sS]?://"),
+    ) {
+        let authority = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let flag = format!("{}{authority}{path}", scheme.clone().unwrap_or_default());
+        let spec = dist::hosts::HostSpec::from_flag(&flag)
+            .map_err(|e| TestCaseError::fail(format!("{flag}: {e}")))?;
+        let want_scheme = match &scheme {
+            Some(s) => s.trim_end_matches("://").to_ascii_lowercase(),
+            None if local => "http".to_string(),
+            None => "https".to_string(),
+        };
+        let want = format!("{want_scheme}://{authority}{}", path.trim_end_matches('/'));
+        prop_assert_eq!(spec.url, want, "{}", flag);
     }
 }
