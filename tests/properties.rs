@@ -390,3 +390,33 @@ proptest! {
         prop_assert_eq!(spec.url, want, "{}", flag);
     }
 }
+
+proptest! {
+    #![proptest_config(cases(1000))]
+
+    /// `--shard K/N` reads as written, with white space around its numbers, and N shards
+    /// take each object exactly once; a K of N or more, or an N of 0, is refused.
+    #[test]
+    fn shards_read_as_written_and_split_every_object_once(
+        count in 1u64..64,
+        k in any::<u64>(),
+        pad in "[ ]{0,1}",
+        object in prop_oneof![
+            "[0-9a-f]{64}".prop_map(|h| format!("sha256:{h}")),
+            "[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,20}",
+        ],
+    ) {
+        use dist::worker::shard::Shard;
+        let written = format!("{}{pad}/{pad}{count}", k % count);
+        let shard: Shard = written.parse().unwrap();
+        prop_assert_eq!(shard.to_string(), format!("{}/{count}", k % count));
+        let (past, none) = (format!("{}/{count}", count + k % 3), format!("{k}/0"));
+        prop_assert!(past.parse::<Shard>().is_err(), "{}", past);
+        prop_assert!(none.parse::<Shard>().is_err(), "{}", none);
+        let object: Object = object.parse().unwrap();
+        let taken = (0..count)
+            .filter(|i| Shard::new(*i, count).unwrap().contains(&object))
+            .count();
+        prop_assert_eq!(taken, 1);
+    }
+}

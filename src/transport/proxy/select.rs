@@ -1061,6 +1061,30 @@ mod properties {
                 let _ = p.forwarding_auth(&dst);
             }
         }
+        /// A proxy's user and password reach it as written, whatever they hold of `@`,
+        /// `?`, `#` and `:` (a password is often pasted unescaped); the proxy is the host
+        /// after the last `@`.
+        #[test]
+        fn a_login_reaches_the_proxy_whole(
+            user in "[a-zA-Z0-9._@?#-]{1,8}",
+            password in "[a-zA-Z0-9._@?#:!$*-]{1,10}",
+            scheme in prop_oneof![Just("http://"), Just("HTTP://"), Just("")],
+        ) {
+            let setting = format!("{scheme}{user}:{password}@proxy.corp:3128");
+            let p = Proxies::of(&setting, "", "");
+            let route = p.route(&uri("https://ghcr.io/v2/"));
+            let Route::Tunnel { proxy, auth } = &route else {
+                return Err(TestCaseError::fail(format!("{setting}: {route:?}")));
+            };
+            prop_assert_eq!(proxy.host(), Some("proxy.corp"), "{}", setting);
+            prop_assert_eq!(proxy.port_u16(), Some(3128));
+            use base64::Engine as _;
+            let sent = auth.as_ref().unwrap().to_str().unwrap();
+            let login = base64::engine::general_purpose::STANDARD
+                .decode(sent.strip_prefix("Basic ").unwrap())
+                .unwrap();
+            prop_assert_eq!(String::from_utf8(login).unwrap(), format!("{user}:{password}"));
+        }
     }
 
     fn others_only(before: &[String], after: &[String]) -> String {
