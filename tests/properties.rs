@@ -420,3 +420,56 @@ proptest! {
         prop_assert_eq!(taken, 1);
     }
 }
+
+proptest! {
+    #![proptest_config(cases(500))]
+
+    /// A `hosts.toml`'s mirrors are tried in the file's order, each at its URL (https
+    /// unless `plain-http`, or its own scheme), with the capabilities it lists.
+    #[test]
+    fn hosts_toml_mirrors_read_in_order(
+        mirrors in proptest::collection::vec(
+            (
+                prop_oneof![
+                    "[a-z][a-z0-9]{0,5}\\.[a-z]{2,3}",
+                    "\\[fd00::[1-9a-f]{1,3}\\]",
+                    "10\\.[1-9]?[0-9]\\.0\\.1",
+                ],
+                proptest::option::of(1u16..),
+                proptest::option::of(prop_oneof![Just("http://"), Just("https://")]),
+                any::<bool>(),
+                prop_oneof![Just("[\"pull\"]"), Just("[\"pull\", \"resolve\"]"), Just("[]")],
+            ),
+            1..5,
+        ),
+    ) {
+        let mut text = String::from("server = \"https://registry.example\"\n");
+        let mut want = Vec::new();
+        for (i, (host, port, scheme, plain, caps)) in mirrors.iter().enumerate() {
+            // Each its own, as a table named twice is no TOML.
+            let path = format!("/m{i}");
+            let authority = match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host.clone(),
+            };
+            let name = format!("{}{authority}{path}", scheme.unwrap_or(""));
+            text.push_str(&format!(
+                "\n[host.\"{name}\"]\n  capabilities = {caps}\n  plain-http = {plain}\n"
+            ));
+            let scheme = match scheme {
+                Some(s) => s.trim_end_matches("://"),
+                None if *plain => "http",
+                None => "https",
+            };
+            want.push((format!("{scheme}://{authority}{path}"), *caps == "[\"pull\"]"));
+        }
+        let file = dist::hosts::HostsFile::parse(&text, std::path::Path::new("/nonexistent"))
+            .map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        let got: Vec<(String, bool)> = file
+            .hosts
+            .iter()
+            .map(|h| (h.url.clone(), !h.capabilities.resolve))
+            .collect();
+        prop_assert_eq!(got, want, "{}", text);
+    }
+}
