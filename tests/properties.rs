@@ -213,15 +213,24 @@ proptest! {
         }
     }
 
-    /// A path-absolute location keeps the base's scheme and authority, and its own path
-    /// without dot segments.
+    /// A path-absolute or relative location keeps the base's scheme and authority, and
+    /// its own path without dot segments, a fragment after it or not; a fragment alone
+    /// is the base itself.
     #[test]
-    fn path_absolute_locations_stay_on_the_base_host(segs in proptest::collection::vec("[a-z0-9]{1,5}|\\.|\\.\\.", 0..6)) {
-        let base: http::Uri = "https://reg.example:5000/v2/x".parse().unwrap();
-        let loc = format!("/{}", segs.join("/"));
+    fn locations_on_the_base_host_lose_their_dot_segments(
+        segs in proptest::collection::vec("[a-z0-9]{1,5}|\\.|\\.\\.", 0..6),
+        rooted in any::<bool>(),
+        fragment in proptest::option::of("[a-z]{0,3}"),
+    ) {
+        let base: http::Uri = "https://reg.example:5000/v2/x/blobs/b?q=1".parse().unwrap();
+        let frag = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+        let loc = format!("{}{}{frag}", if rooted { "/" } else { "" }, segs.join("/"));
         let u = dist::transport::resolve(&base, &loc).unwrap();
         prop_assert_eq!(u.authority().unwrap().as_str(), "reg.example:5000");
-        prop_assert!(!u.path().split('/').any(|s| s == "." || s == ".."), "{}", u);
+        prop_assert!(!u.path().split('/').any(|s| s == "." || s == ".."), "{} -> {}", loc, u);
+        if segs.is_empty() && !rooted {
+            prop_assert_eq!(u, base, "{}", loc);
+        }
     }
 
     #[test]
