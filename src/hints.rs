@@ -151,6 +151,15 @@ impl Hints {
                     fix.unwrap_or_default()
                 ))
             })?;
+            // `mediatype: application/json`, a space after the colon on an input line:
+            // the type became a word of its own, and the hint an invalid type `""`, the
+            // space unsaid.
+            if value.is_empty() && matches!(key, "mediatype" | "mediaType" | "size") {
+                return Err(Error::invalid(format!(
+                    "invalid hint \"{key}:\": it has no value (white space parts words: \
+                     the value goes right after the colon, {key}:VALUE)"
+                )));
+            }
             match key {
                 "mediatype" | "mediaType" => {
                     // `mediatype:$(curl -sI … | awk '/Content-Type/{print $2}')` keeps the
@@ -482,7 +491,6 @@ pub(crate) mod tests {
             "-1",
             "-0",
             "0x10",
-            "",
             "1e3",
             "5.0",
             "5_000",
@@ -557,6 +565,26 @@ pub(crate) mod tests {
         assert!(Hints::parse([" x-producer:1"]).is_ok());
         // White space after the value is the value's, told as before.
         assert!(message("size:12\r").starts_with("invalid size hint"));
+    }
+
+    /// A known key with no value (`mediatype: TYPE`, `size: 12`, a space after the colon)
+    /// says so and where the value goes: it was an invalid type or size `""`.
+    #[test]
+    fn a_known_key_with_no_value_says_where_the_value_goes() {
+        for key in ["mediatype", "mediaType", "size"] {
+            let word = format!("{key}:");
+            let e = Hints::parse([word.as_str(), "12"]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("invalid hint \"{key}:\": it has no value")),
+                "{e}"
+            );
+            assert!(
+                e.ends_with(&format!("right after the colon, {key}:VALUE)")),
+                "{e}"
+            );
+        }
+        // An unknown key's empty value is its own business.
+        assert!(Hints::parse(["x-producer:"]).is_ok());
     }
 
     /// A media type that kept the `\r` of the `Content-Type` line it was cut from (`curl

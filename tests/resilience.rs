@@ -1380,6 +1380,62 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
     assert_eq!(status.code(), Some(143));
 }
 
+/// A stderr nobody reads (a pipe to a hung log shipper) does not hold a stopped run for
+/// ever: the messages still queued for it are waited for a while, then given up, and
+/// SIGTERM and `--timeout` end the run with their status. It waited for stderr without
+/// end, the signal its stop had consumed, until a second one (a pod's SIGKILL).
+#[test]
+fn a_stop_is_honoured_while_nobody_reads_stderr() {
+    use std::os::fd::AsRawFd;
+    let reg = FakeRegistry::start();
+    for (extra, signal, code) in [(None, Some(15), 143), (Some("2s"), None, 124)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let loc = repo(&reg);
+        let mut args = vec!["fetch", &loc, "-", "-o", out.to_str().unwrap()];
+        if let Some(t) = extra {
+            args.extend(["--timeout", t]);
+        }
+        // Its JSON lines are read; only stderr's are not.
+        let mut child = Running::new(
+            Dist::new()
+                .command(&args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.id();
+        // One error line each, far more than a pipe holds; stdin stays open, so the run
+        // ends by its stop alone.
+        let mut stdin = child.stdin.take().unwrap();
+        let bad: String = (0..4000).map(|i| format!("bad!{i}\n")).collect();
+        stdin.write_all(bad.as_bytes()).unwrap();
+        let err = child.stderr.take().unwrap();
+        support::wait::until("stderr's pipe full", || {
+            let mut queued: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe we hold.
+            assert_eq!(
+                unsafe { libc::ioctl(err.as_raw_fd(), libc::FIONREAD, &mut queued) },
+                0
+            );
+            // Lines a page each do not fill a pipe's 64 KiB to the byte.
+            queued >= 32 << 10
+        });
+        if let Some(signal) = signal {
+            support::wait::until("dist's handler for the signal", || {
+                catches(pid, signal) == Some(true)
+            });
+            assert_eq!(unsafe_kill(pid, signal), 0);
+        }
+        // Not timed: a run that waits for stderr's reader never ends.
+        let status = exit_within(&mut child, Duration::from_secs(60), "nobody reads stderr");
+        assert_eq!(status.code(), Some(code), "{extra:?} {signal:?}");
+        drop((stdin, err));
+    }
+}
+
 /// A reader that leaves (`| head -c 10`) stops the batch there, not at the batch's next
 /// write: a slow download after what was read is not carried on to its end for nobody.
 #[test]

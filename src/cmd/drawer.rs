@@ -150,6 +150,23 @@ impl Drawer {
         }
     }
 
+    /// [`Drawer::drain`], giving up at `deadline`; whether every line was written.
+    pub fn drain_until(&self, deadline: std::time::Instant) -> bool {
+        let mut pending = lock(&self.pending);
+        while pending.writing || !pending.lines.is_empty() || pending.dropped > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            pending = self
+                .written
+                .wait_timeout(pending, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
     /// Writes lines and draws frames on `out` as they come, for ever: lines first, each
     /// on a line of its own above the frame, which is then redrawn. `line` says whether a
     /// frame holds the last line; it is taken while anything is written.
@@ -309,6 +326,12 @@ pub fn close(owner: u64, drawn: bool, summary: Option<String>) {
 /// write does.
 pub fn drain() {
     DRAWER.drain();
+}
+
+/// [`drain`], giving up at `deadline`: a stopped run's, whose stop must end it even when
+/// stderr's reader does not read. Whether every line was written.
+pub fn drain_until(deadline: std::time::Instant) -> bool {
+    DRAWER.drain_until(deadline)
 }
 
 /// Has a panic of the main thread first run `drain` (waiting for the lines queued for
@@ -510,6 +533,19 @@ mod tests {
         drawer.say("a warning".into());
         assert_eq!(terminal.pass(), "\r\x1b[Ka warning\n\r\x1b[Knext");
         drawer.drain();
+    }
+
+    /// A stopped run's wait for stderr ends at its deadline, the terminal still stopped,
+    /// saying that lines were left; once they are written it says they all were.
+    #[test]
+    fn a_drain_until_gives_up_at_its_deadline() {
+        let (drawer, terminal) = stalled_on_a_frame(QUEUE_BYTES);
+        drawer.say("dist: interrupted".into());
+        let soon = std::time::Instant::now() + Duration::from_millis(50);
+        assert!(!drawer.drain_until(soon), "the terminal took nothing");
+        assert_eq!(terminal.pass(), "\r\x1b[Kframe");
+        assert_eq!(terminal.pass(), "\r\x1b[Kdist: interrupted\n\r\x1b[Kframe");
+        assert!(drawer.drain_until(std::time::Instant::now() + PATIENCE));
     }
 
     /// A panic of the main thread waits for the lines queued before it, then says its

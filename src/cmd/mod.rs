@@ -116,10 +116,33 @@ pub fn exit(code: i32) -> ! {
 /// the runtime is gone. A terminal that stays stopped holds the process there, and its
 /// Ctrl-C went to the runtime's handler, which no one heard any more: SIGINT and SIGTERM
 /// end it there, as they would any program waiting for its terminal.
+///
+/// A run that was stopped (a signal, `--timeout`) waits only [`STDERR_AFTER_STOP`] past
+/// the stop, and at least [`STDERR_LAST_WORD`]: its signal was the one its stop consumed,
+/// and a stderr nobody reads (a pipe to a hung log shipper) held it for ever, a
+/// Kubernetes pod until its SIGKILL, and `timeout` or `--timeout` without end.
 pub fn drain_stderr() {
     give_back_signals();
-    drawer::drain();
+    match STOPPED_AT.get() {
+        Some(&at) => {
+            let now = std::time::Instant::now();
+            let _ = drawer::drain_until((at + STDERR_AFTER_STOP).max(now + STDERR_LAST_WORD));
+        }
+        None => drawer::drain(),
+    }
 }
+
+/// When the run was first told to stop ([`stopped`]), if it was.
+static STOPPED_AT: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// How long after a stop its lines still waiting for stderr are waited for: as long as the
+/// stop waits for its output to be written (stdout and the report).
+const STDERR_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What stderr is given at the least, however late the stop's output ended: a stderr that
+/// is only slow (a terminal over a slow link) still gets the line saying why the run
+/// stopped.
+const STDERR_LAST_WORD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Has a panic of the main thread write the lines queued for stderr before its own
 /// message, as the process would have at its end ([`drain_stderr`]).
@@ -970,6 +993,7 @@ pub async fn stopped(global: &Global) -> Stop {
         code = interrupted() => Stop::Signal(code),
         t = deadline => Stop::Deadline(t),
     };
+    let _ = STOPPED_AT.set(std::time::Instant::now());
     // The stop takes a while when the reader of the output does not read or a disk does
     // not answer, and dist's handlers stay installed meanwhile: a second Ctrl-C was caught
     // and ignored. From here SIGINT and SIGTERM do what they would without dist, ending
