@@ -176,8 +176,10 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
             ),
         ));
     }
+    // The URI parser takes an empty host (`//:5000/x`, `https://:/`): a URL of no host,
+    // followed, failed as a name lookup of nothing rather than as the bad location it is.
     match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
         _ => Err(bad()),
     }
 }
@@ -477,6 +479,26 @@ mod tests {
             ("?r=2#top", "https://reg.example:5000/v2/x/blobs/b?r=2"),
         ] {
             assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
+        }
+    }
+
+    /// Found by `redirect_locations_never_panic` (tests/properties.rs): `//:?` resolved to
+    /// `https://:/?`, a URL with an empty host.
+    #[test]
+    fn a_location_with_an_empty_host_is_refused() {
+        let base = u("https://reg.example:5000/v2/x/blobs/b");
+        for location in [
+            "//:?",
+            "//:5000/x",
+            "https://:5000/x",
+            "http://:80/",
+            "https://:/",
+        ] {
+            let e = resolve(&base, location).unwrap_err();
+            assert!(
+                e.to_string().contains("bad redirect location"),
+                "{location}: {e}"
+            );
         }
     }
 
