@@ -397,6 +397,9 @@ proptest! {
         };
         let want = format!("{want_scheme}://{authority}{}", path.trim_end_matches('/'));
         prop_assert_eq!(spec.url, want, "{}", flag);
+        // The same without its host names none.
+        let hostless = flag.replacen(&host, "", 1);
+        prop_assert!(dist::hosts::HostSpec::from_flag(&hostless).is_err(), "{}", hostless);
     }
 }
 
