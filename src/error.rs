@@ -1030,6 +1030,14 @@ mod tests {
             redact_url("http://a.example/\u{1b}[2J\u{9b}31m\u{2028}\u{202e}x?t=1"),
             "http://a.example/ [2J 31m  x?…"
         );
+        // Text is no control: a name in another script, a percent-encoded byte, an
+        // ellipsis, right-to-left letters, all stay as they were.
+        for kept in [
+            "https://bücher.example/ü/%C3%BC%E2%80%AE/…",
+            "https://xn--bcher-kva.example/שלום/v2/",
+        ] {
+            assert_eq!(redact_url(kept), kept);
+        }
     }
 
     #[test]

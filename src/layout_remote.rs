@@ -245,10 +245,8 @@ impl LayoutRemote {
         let entries = self.entries().await.ok()?;
         let mut types = HashMap::with_capacity(entries.len());
         for entry in entries {
-            let media_type = crate::media::canonical(&entry.media_type);
-            if !media_type.is_empty() {
-                // The first entry listing a digest with a type is the one that counts.
-                let media_type = media_type.to_string();
+            // The first entry listing a digest with a type is the one that counts.
+            if let Some(media_type) = recorded_type(&entry).map(str::to_string) {
                 types.entry(entry.digest).or_insert(media_type);
             }
         }
@@ -259,11 +257,11 @@ impl LayoutRemote {
         found
     }
 
-    /// What `entry` describes. An entry without a media type (against the spec) gets the
-    /// one its content declares, as `dist pull` reads and records it: an empty type, passed
+    /// What `entry` describes. An entry without a media type (against the spec), or with
+    /// one that is no media type, gets the one its content declares, as `dist pull` reads and records it: an empty type, passed
     /// on by a script as a hint, asks for nothing.
     async fn described(&self, entry: Descriptor) -> Result<Descriptor> {
-        if !crate::media::essence(&entry.media_type).is_empty() {
+        if recorded_type(&entry).is_some() {
             return Ok(entry.bare());
         }
         let read = image::resolve_by_fetch(self, &Object::Digest(entry.digest.clone())).await?;
@@ -391,10 +389,7 @@ impl Remote for LayoutRemote {
                     }
                     // What the entry records is what the tag is, as a registry's
                     // Content-Type is: a hint says what the caller takes, not what it got.
-                    let recorded = crate::media::canonical(&d.media_type);
-                    let media_type = (!recorded.is_empty())
-                        .then(|| recorded.to_string())
-                        .or(hinted);
+                    let media_type = recorded_type(&d).map(str::to_string).or(hinted);
                     let download = self
                         .open(
                             object,
@@ -528,6 +523,14 @@ enum Expected {
 /// unknown, a manifest fetched by digest from a layout that does not list it (one an index
 /// names, a referrer) looked like any blob. The content is held only when it is small
 /// enough to be a manifest and opens as a JSON object (see [`Download::typed_by_content`]).
+/// The type an `index.json` entry records, in its registered spelling; `None` when it
+/// records none, or one that is no media type: the file is anyone's, its types are
+/// reported as they are, and one holding a terminal's escape or a right-to-left override
+/// counts as none, the content's own type saying, as for a registry's manifest.
+fn recorded_type(entry: &Descriptor) -> Option<&str> {
+    crate::media::reported(&entry.media_type).map(crate::media::canonical)
+}
+
 fn typed_if_untold(download: Download) -> Download {
     if download.meta().media_type.is_some() {
         download

@@ -122,6 +122,14 @@ pub fn well_formed(media_type: &str) -> bool {
     type_ok && params.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
+/// A server's `media_type` (a manifest's, an index entry's, a layer's) as a report shows
+/// it: `None` when it is empty or no media type. It is a JSON string, which may hold
+/// anything (a terminal's escape, a right-to-left override), and JSON lines, which a
+/// terminal shows, escape only the C0 controls.
+pub(crate) fn reported(media_type: &str) -> Option<&str> {
+    Some(media_type).filter(|t| !t.is_empty() && well_formed(t))
+}
+
 /// The type without parameters, in its registered spelling when it is one dist knows
 /// (`Application/Vnd.Oci.Image.Manifest.V1+JSON` is the OCI manifest type: type and
 /// subtype are case-insensitive, RFC 9110 8.3.1), else as written. Every comparison with a

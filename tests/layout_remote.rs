@@ -207,6 +207,40 @@ fn resolve_gives_an_untyped_entry_its_content_s_type() {
     }
 }
 
+/// An entry's type is text someone else's layout may hold anything in: one that is no
+/// media type (a C1 CSI, a right-to-left override in it) was reported as it came, in the
+/// JSON lines and `dist resolve`'s descriptor, which a terminal shows. It counts as none,
+/// and the content's own type says, as for an entry without a type.
+#[test]
+fn an_entry_s_type_that_is_no_media_type_counts_as_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = Layout::new(dir.path().join("src"));
+    let d = src.image(DOCKER_MANIFEST, 4);
+    let mut garbled = d.clone();
+    garbled["mediaType"] = format!("{DOCKER_MANIFEST}\u{9b}31m\u{202e}x").into();
+    src.tag(&garbled, "v4");
+    let out = dir.path().join("out");
+    let input = format!("v4\n{}\n", digest(&d));
+    let run = Dist::new().ok_fed(
+        &[
+            "fetch",
+            &src.loc(),
+            "-",
+            "--ordered",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        input.as_bytes(),
+    );
+    let types: Vec<Value> = json_lines(&run)
+        .iter()
+        .map(|l| l["mediaType"].clone())
+        .collect();
+    assert_eq!(types, [DOCKER_MANIFEST, DOCKER_MANIFEST]);
+    let resolved = Dist::new().ok(&["resolve", &format!("{}:v4", src.loc())]);
+    assert_eq!(serde_json::from_slice::<Value>(&resolved).unwrap(), d);
+}
+
 #[test]
 fn missing_corrupt_and_non_layouts_fail() {
     let dir = tempfile::tempdir().unwrap();

@@ -250,6 +250,19 @@ fn a_manifest_declaring_no_media_type_is_reported_by_its_shape() {
     assert_eq!(line["mediaType"], OCI, "{line}");
     let out = Dist::new().ok(&["resolve", &format!("{}:v1", repo(&reg))]);
     assert_eq!(json_lines(&out)[0]["mediaType"], OCI);
+    // pull refuses it, saying why: "unsupported manifest type" named a type dist might support.
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}:v1", repo(&reg));
+    let out = Dist::new().run(
+        &["pull", &reference, "-o", dir.path().to_str().unwrap()],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(r#"mediaType "application/vnd.oci.image.manifest.v1+json\u{9b}31m\u{202e}x", which is no media type"#),
+        "{err}"
+    );
 }
 
 /// A tag whose `HEAD` answers with a signed schema 1 manifest (the registry's fallback

@@ -1172,6 +1172,40 @@ fn an_entry_dist_cannot_verify_fails_only_the_pull_that_needs_it() {
     assert!(err.contains(b64u), "{err}");
 }
 
+/// An index entry dist cannot fetch is reported with the type it gives, a server's text:
+/// one that is no media type (a C1 CSI, a right-to-left override in it) reached the JSON
+/// line, which a terminal shows, as it came. It is unknown there, `null`.
+#[test]
+fn an_unusable_entry_s_type_that_is_no_media_type_is_reported_null() {
+    let fake = FakeRegistry::start();
+    let (_, index, images) = multi(&fake, "team/app", "v1", Flavor::Oci);
+    let b64u = "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564";
+    let garbled = format!("{}\u{9b}31m\u{202e}x", Flavor::Oci.manifest());
+    let mut index: Value = serde_json::from_slice(&index).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": garbled, "digest": b64u, "size": 500,
+        "platform": {"architecture": "s390x", "os": "linux"},
+    }));
+    let index = index.to_string().into_bytes();
+    fake.manifest("team/app", "v2", Flavor::Oci.index(), &index);
+    let reference = format!("{}/team/app:v2", fake.host());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = Dist::new().run(&["pull", &reference, "-o", d, "--all-platforms"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for image in &images {
+        assert_image_stored(dir.path(), image);
+    }
+    let lines = json_lines(&out.stdout);
+    let entry = lines
+        .iter()
+        .find(|l| l["object"].as_str().is_some_and(|o| o.contains(b64u)))
+        .unwrap_or_else(|| panic!("no line for the entry: {lines:?}"));
+    assert_eq!(entry["status"], "error", "{entry}");
+    assert_eq!(entry["mediaType"], Value::Null, "{entry}");
+}
+
 /// An image whose nested indexes list its platform twice, once in a digest algorithm dist
 /// does not verify (a producer moving to another algorithm may keep the old entries so),
 /// pulls the one it can: each index was chosen from on its own, and the unusable entry

@@ -840,6 +840,44 @@ fn a_link_at_a_blob_s_place_is_replaced_not_written_through() {
     assert_eq!(std::fs::read(&victim).unwrap(), wrong, "left as it was");
 }
 
+/// A blob store shared by several layouts: `DIR/blobs/sha256` a symbolic link to a
+/// directory elsewhere is written through, as README says, its blobs landing there with
+/// nothing of the run's left beside them, and found there by the next run.
+#[test]
+fn a_linked_blob_directory_is_written_through() {
+    let reg = FakeRegistry::start();
+    let blob = bytes(97, 5000);
+    let digest = reg.blob("team/app", &blob);
+    let dir = tempfile::tempdir().unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("blobs")).unwrap();
+    std::os::unix::fs::symlink(shared.path(), dir.path().join("blobs/sha256")).unwrap();
+    let fetch = || {
+        Dist::new().ok_fed(
+            &[
+                "fetch",
+                &repo(&reg),
+                "-",
+                "-o",
+                dir.path().to_str().unwrap(),
+            ],
+            format!("{digest}\n").as_bytes(),
+        )
+    };
+    assert_eq!(json_lines(&fetch())[0]["status"], "ok");
+    let hex = &digest["sha256:".len()..];
+    let there: Vec<_> = std::fs::read_dir(shared.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(there, [hex], "the blob alone");
+    assert_eq!(std::fs::read(shared.path().join(hex)).unwrap(), blob);
+    assert!(std::fs::symlink_metadata(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(json_lines(&fetch())[0]["status"], "exists");
+}
+
 /// A new `-o DIR` whose layout files cannot be written (a full disk; here a limit on file
 /// size, which fails writes the same way) is refused with exit status 2, and the
 /// directory it began is taken away again rather than left as an empty `blobs/`, with

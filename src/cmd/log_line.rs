@@ -122,6 +122,14 @@ mod tests {
             line(Level::WARN, &turned),
             "dist: warning: token service http://a.example/\\u{202e}nekot\\u{2028}x"
         );
+        // Text is no control: a path in another script, an ellipsis, a dot, an arrow, an
+        // emoji and right-to-left letters reach the terminal as they are.
+        let text = "ignoring /home/ü/日本/…·→🙂 שלום";
+        let worded = Fields {
+            message: text.into(),
+            others: Vec::new(),
+        };
+        assert_eq!(line(Level::WARN, &worded), format!("dist: warning: {text}"));
         let bare = Fields {
             message: "ignoring the hint key".into(),
             others: Vec::new(),

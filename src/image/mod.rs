@@ -430,6 +430,13 @@ impl Manifest {
                 let artifact = Manifest::Artifact { blobs };
                 return Ok((artifact, Vec::new()));
             }
+            // A server's text, which sniff_media_type takes for none: named as it is, its
+            // controls escaped, and not as a type dist might support.
+            Some(t) if !media::well_formed(t) => {
+                return Err(bad(format!(
+                    "the manifest declares the mediaType {t:?}, which is no media type"
+                )))
+            }
             Some(t) => return Err(bad(format!("unsupported manifest type {t}"))),
             None if lists => true,
             None if raw.config.is_some() => false,
@@ -470,11 +477,8 @@ impl Manifest {
 /// terminal's escape, a right-to-left override).
 pub fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     let raw: RawManifest = serde_json::from_slice(bytes).ok()?;
-    let declared = raw
-        .media_type
-        .filter(|t| !t.is_empty() && media::well_formed(t));
-    if let Some(t) = declared {
-        return Some(media::canonical(&t).to_string());
+    if let Some(t) = raw.media_type.as_deref().and_then(media::reported) {
+        return Some(media::canonical(t).to_string());
     }
     if matches!(raw.manifests, Some(Some(_))) {
         Some(media::OCI_INDEX.to_string())
@@ -960,6 +964,23 @@ mod tests {
         assert!(Manifest::parse(None, b"not json").is_err());
         let index_without_list = format!(r#"{{"mediaType":"{}"}}"#, media::OCI_INDEX);
         assert!(Manifest::parse(None, index_without_list.as_bytes()).is_err());
+    }
+
+    /// A manifest whose own `mediaType` is no media type (a C1 CSI, a right-to-left
+    /// override in it) is refused as that, the controls escaped: "unsupported manifest
+    /// type" named it with spaces for the controls, which read as a type dist could
+    /// support, while fetch and resolve report the manifest as its shape says.
+    #[test]
+    fn a_manifest_type_that_is_no_media_type_is_refused_as_that() {
+        let garbled = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json\u009b31m\u202ex","config":{"mediaType":"a/b","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
+        let e = Manifest::parse_verified(media::DOCKER_MANIFEST, garbled.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(
+            e.to_string().contains(
+                r#"mediaType "application/vnd.docker.distribution.manifest.v2+json\u{9b}31m\u{202e}x", which is no media type"#
+            ),
+            "{e}"
+        );
     }
 
     /// A body in schema 1's shape that leaves out `schemaVersion` is refused as schema 1,

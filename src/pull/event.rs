@@ -30,7 +30,7 @@ struct SkippedLine<'a> {
     digest: String,
     size: u64,
     #[serde(rename = "mediaType")]
-    media_type: &'a str,
+    media_type: Option<&'a str>,
     path: Option<String>,
     error: String,
     ms: u64,
@@ -54,7 +54,7 @@ impl Event {
                     status: "skipped",
                     digest: descriptor.digest.to_string(),
                     size: descriptor.size,
-                    media_type: &descriptor.media_type,
+                    media_type: crate::media::reported(&descriptor.media_type),
                     path: None,
                     error: skip_reason(descriptor),
                     ms: 0,
@@ -168,5 +168,30 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("https://example.com/x"));
+    }
+
+    /// A skipped layer's `mediaType` is the manifest's text, never checked (the layer is
+    /// not fetched): one that is no media type (a C1 CSI, a right-to-left override in it)
+    /// reached the JSON line, which a terminal shows, as it came. It is unknown, `null`.
+    #[test]
+    fn a_skipped_layers_type_that_is_no_media_type_is_null() {
+        let garbled = "application/vnd.oci.image.layer.v1.tar\u{9b}31m\u{202e}x";
+        let mut d = Descriptor::new(garbled, Digest::of(Algorithm::Sha256, b"x"), 1);
+        d.urls.push("https://example.com/x".into());
+        let line = |descriptor: Descriptor| {
+            Event::Skipped {
+                line: 1,
+                descriptor,
+            }
+            .json_line()
+        };
+        let v: serde_json::Value = serde_json::from_str(&line(d.clone())).unwrap();
+        assert_eq!(v["mediaType"], serde_json::Value::Null, "{v}");
+        d.media_type = "application/vnd.oci.image.layer.v1.tar+gzip".into();
+        let v: serde_json::Value = serde_json::from_str(&line(d)).unwrap();
+        assert_eq!(
+            v["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
     }
 }

@@ -704,7 +704,7 @@ impl<F: FnMut(Event) -> Result<()>> Walk<'_, F> {
             error = error.with_note(entry_note(p));
         }
         let mut outcome = Outcome::new(self.line, object);
-        outcome.media_type = Some(entry.media_type).filter(|t| !t.is_empty());
+        outcome.media_type = crate::media::reported(&entry.media_type).map(str::to_string);
         outcome.fail(error);
         (self.on_event)(Event::Object(outcome))
     }
