@@ -436,3 +436,12 @@ async fn f_input_lines() {
         }
     }
 }
+
+/// A proptest configuration of `default` cases, or `PROPTEST_CASES` when set (a longer
+/// hunt locally): `ProptestConfig::with_cases` alone ignores the variable.
+pub(crate) fn cases(default: u32) -> proptest::prelude::ProptestConfig {
+    let n = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    proptest::prelude::ProptestConfig::with_cases(n.unwrap_or(default))
+}

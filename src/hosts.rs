@@ -499,8 +499,11 @@ fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> 
     }
     crate::registry::api_root::no_credentials_in(value, what)?;
     // A scheme is case-insensitive (RFC 3986, 3.1), and written in lower case from here on.
-    if let Some((scheme, rest)) = value.split_once("://") {
+    // Looked for before the trailing `/`s go: `http://` alone lost its `//`, and `http:`
+    // was taken for a host, asked as `https://http:`.
+    if let Some((scheme, rest)) = written.split_once("://") {
         if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+            let rest = rest.trim_end_matches('/');
             return Ok(format!("{}://{rest}", scheme.to_ascii_lowercase()));
         }
     }
@@ -530,6 +533,24 @@ fn scheme_added(value: &str, plain: Option<bool>, what: &str) -> Result<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `mirror_flags_take_their_scheme` (tests/properties.rs): `--mirror http://`
+    /// was asked as `https://http:`, and `:5000` (a host left out) as `https://:5000`.
+    #[test]
+    fn a_mirror_of_no_host_is_refused() {
+        for flag in ["http://", "HTTPS:///", ":5000", "https://:5000/x"] {
+            let e = HostSpec::from_flag(flag).unwrap_err();
+            assert!(e.to_string().contains("scheme://host"), "{flag}: {e}");
+        }
+        assert_eq!(
+            HostSpec::from_flag("m.example:5000/").unwrap().url,
+            "https://m.example:5000"
+        );
+        assert_eq!(
+            HostSpec::from_flag("HTTP://m.example//").unwrap().url,
+            "http://m.example"
+        );
+    }
 
     #[test]
     fn a_mirror_with_a_password_is_refused_without_showing_it() {

@@ -301,3 +301,54 @@ mod tests {
         assert_eq!(one_line(&exact), exact, "not cut at exactly the limit");
     }
 }
+
+/// Error bodies as registries and token servers write them, generated: what they say is
+/// shown on one printable line within its cap, and their codes read in order.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::fuzz::cases(1000))]
+
+        #[test]
+        fn oci_errors_read_as_they_say(
+            errors in proptest::collection::vec(("[A-Z_]{1,12}", "[ -~]{0,30}"), 1..4),
+            bom in any::<bool>(),
+        ) {
+            let json = serde_json::json!({
+                "errors": errors
+                    .iter()
+                    .map(|(c, m)| serde_json::json!({"code": c, "message": m, "detail": {}}))
+                    .collect::<Vec<_>>(),
+            });
+            let mut body = if bom { b"\xef\xbb\xbf".to_vec() } else { Vec::new() };
+            body.extend(json.to_string().into_bytes());
+            let codes: Vec<String> = errors.iter().map(|(c, _)| c.clone()).collect();
+            prop_assert_eq!(error_codes(&body), codes);
+            let said: Vec<String> = errors
+                .iter()
+                .map(|(c, m)| if m.is_empty() { c.clone() } else { format!("{c}: {m}") })
+                .collect();
+            prop_assert_eq!(error_detail(&body, "404 Not Found"), one_line(&said.join("; ")));
+        }
+
+        #[test]
+        fn any_body_is_one_printable_line(
+            body in prop_oneof![
+                any::<Vec<u8>>(),
+                any::<String>().prop_map(String::into_bytes),
+                "(<html>|<TITLE[^>]{0,3}>|</title>|\\{\"errors\":\\[|\\{\"code\":\"|\"message\":|\\}|\\]|\"|[\\PC]{0,5}|\u{1b}\\[2J|\u{202e}){0,8}"
+                    .prop_map(String::into_bytes),
+            ],
+        ) {
+            for line in [error_detail(&body, "500"), excerpt(&body, "500")] {
+                prop_assert!(!line.contains(hidden), "{:?}", line);
+                prop_assert!(line.chars().count() <= MAX_SHOWN + 1, "{}", line.len());
+            }
+            let _ = error_codes(&body);
+        }
+    }
+}

@@ -467,7 +467,11 @@ pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
     let uri = realm
         .parse()
         .ok()
-        .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        // The URI parser takes an empty host (`https://:5000/token`) for one.
+        .filter(|u: &Uri| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some_and(|h| !h.is_empty())
+        })
         .ok_or_else(|| {
             let shown = crate::error::redact_url(realm);
             Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}")).of_server_setup()
@@ -676,6 +680,20 @@ fn percent_encode(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A realm of no host (`https://:5000/token`) is no token endpoint, as a redirect's
+    /// or a mirror's URL of none is not (found by tests/properties.rs for those).
+    #[test]
+    fn a_realm_of_no_host_is_refused() {
+        for realm in ["https://:5000/token", "http://:/t"] {
+            let header = format!("Bearer realm=\"{realm}\",service=s");
+            let ch = &crate::auth::challenge::parse(&header)[0];
+            let e = realm_of(ch).unwrap_err();
+            assert!(e.to_string().contains("bad token realm"), "{realm}: {e}");
+        }
+        let ch = &crate::auth::challenge::parse("Bearer realm=\"https://a.example/t\"")[0];
+        assert!(realm_of(ch).is_ok());
+    }
 
     #[test]
     fn credentials_go_to_a_realm_over_https_or_to_the_registry_itself() {

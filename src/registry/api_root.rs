@@ -96,6 +96,9 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
     let scheme = uri
         .scheme_str()
         .filter(|s| matches!(*s, "http" | "https"))?;
+    // The URI parser takes an empty host (`https://:5000`, or `--mirror :5000` with its
+    // scheme added): a mirror of no host, asked and failed as a lookup of no name.
+    uri.host().filter(|h| !h.is_empty())?;
     let authority = uri.authority()?.as_str().to_string();
     // `http::Uri` reads `[::1]5000` as `[::1]` on the scheme's port, the rest unread: a
     // mirror written without its colon would be asked at port 80 or 443.
@@ -126,6 +129,22 @@ fn api_root(url: &str, override_path: bool) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found as a redirect's `//:?` was (tests/properties.rs): a URL whose host is empty
+    /// was taken for a mirror's or a registry server's.
+    #[test]
+    fn a_url_of_no_host_is_refused() {
+        for url in [
+            "https://:5000",
+            "https://:5000/x",
+            "http://:80",
+            "https://:/",
+        ] {
+            let e = api_root_of(url, false, "mirror", url).unwrap_err();
+            assert!(e.to_string().contains("scheme://host"), "{url}: {e}");
+        }
+        assert!(api_root_of("https://m.example:5000", false, "mirror", "m").is_ok());
+    }
 
     /// `http::Uri` takes `[::1]5000` for `[::1]` on the scheme's port: a mirror written
     /// without its colon was asked at port 80 or 443 of the address.

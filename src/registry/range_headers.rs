@@ -197,3 +197,65 @@ mod tests {
         assert_eq!(whole(&format!("bytes 0-{}/{}", u64::MAX, u64::MAX)), None);
     }
 }
+
+/// `Content-Range` as servers write it, generated: what it says reads back, in any case
+/// of its unit and with any white space; and no value panics.
+#[cfg(test)]
+mod properties {
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn with_range(value: &str) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_RANGE,
+            HeaderValue::from_str(value).ok()?,
+        );
+        Some(headers)
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz::cases(1000))]
+
+        #[test]
+        fn a_range_reads_as_written(
+            first in any::<u64>(),
+            len in any::<u64>(),
+            extra in any::<u64>(),
+            unit in "[bB][yY][tT][eE][sS]",
+            known in any::<bool>(),
+        ) {
+            let last = first.saturating_add(len);
+            let total = last.checked_add(1).map(|t| t.saturating_add(extra));
+            let said = match total.filter(|_| known) {
+                Some(t) => t.to_string(),
+                None => "*".to_string(),
+            };
+            let h = with_range(&format!("{unit} {first}-{last}/{said}")).unwrap();
+            prop_assert_eq!(content_range(&h), Some((first, last)));
+            prop_assert_eq!(content_range_start(&h), Some(first));
+            prop_assert_eq!(content_range_total(&h), total.filter(|_| known));
+            let whole = (first == 0 && known && extra == 0).then_some(total).flatten();
+            prop_assert_eq!(whole_range(&h), whole);
+        }
+
+        #[test]
+        fn no_range_panics(
+            value in prop_oneof![
+                any::<String>(),
+                "(bytes|Bytes|items)?[ ]{0,2}[-+*/0-9 ]{0,24}",
+            ],
+        ) {
+            if let Some(h) = with_range(&value) {
+                let _ = content_range(&h);
+                let _ = content_range_start(&h);
+                let _ = content_range_total(&h);
+                let _ = whole_range(&h);
+                let _ = got_range(&h);
+                let _ = Extent::of_plain(StatusCode::PARTIAL_CONTENT, &h);
+            }
+        }
+    }
+}

@@ -508,3 +508,100 @@ mod tests {
         }
     }
 }
+
+/// Files as tools write them, generated (any white space, members in any order, a key
+/// given twice, a list that is null, empty or missing): the rewrite reads as the file's
+/// own value with only its list changed, whatever entries are kept, dropped or added.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn space() -> impl Strategy<Value = String> {
+        "[ \t\r\n]{0,3}"
+    }
+
+    /// An entry's text: a few shapes, some equal as values but not as text.
+    fn entry() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(r#"{"a":1}"#.to_string()),
+            Just(r#"{ "a" : 1 }"#.to_string()),
+            Just(r#"{"b":"\u00e9","n":123456789012345678901234567890}"#.to_string()),
+            Just(r#"{"c":[1,{"d":null}]}"#.to_string()),
+            "\\{\"k\":\"[a-z\\]\\[{},:]{0,4}\"\\}",
+        ]
+    }
+
+    fn list() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_string()),
+            (
+                space(),
+                proptest::collection::vec((entry(), space(), space()), 0..4)
+            )
+                .prop_map(|(open, entries)| {
+                    let inner: Vec<String> = entries
+                        .into_iter()
+                        .map(|(e, a, b)| format!("{a}{e}{b}"))
+                        .collect();
+                    format!("[{open}{}]", inner.join(","))
+                }),
+        ]
+    }
+
+    fn member() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            3 => (Just("manifests".to_string()), list()),
+            1 => (Just("\\u006danifests".to_string()), list()),
+            4 => (
+                prop_oneof![Just("schemaVersion"), Just("mediaType"), Just("annotations"), Just("x")]
+                    .prop_map(String::from),
+                prop_oneof![
+                    Just("2".to_string()),
+                    Just("\"a]b}\"".to_string()),
+                    Just("{\"k\":[1, 2]}".to_string()),
+                    Just("123456789012345678901234567890".to_string()),
+                ],
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz::cases(500))]
+
+        #[test]
+        fn a_rewrite_changes_the_list_alone(
+            members in proptest::collection::vec((member(), space(), space()), 0..5),
+            outer in (space(), space()),
+            kept in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            added in proptest::collection::vec(entry(), 0..3),
+        ) {
+            let body: Vec<String> = members
+                .iter()
+                .map(|((k, v), a, b)| format!("{a}\"{k}\"{b}:{a}{v}{b}"))
+                .collect();
+            let text = format!("{}{{{}}}{}", outer.0, body.join(","), outer.1);
+            let mut value: Value = serde_json::from_str(&text).unwrap();
+            let old: Vec<Value> = match &value["manifests"] {
+                Value::Array(entries) => entries.clone(),
+                _ => Vec::new(),
+            };
+            let mut manifests: Vec<Value> = Vec::new();
+            if !old.is_empty() {
+                manifests.extend(kept.iter().map(|i| i.get(&old).clone()));
+            }
+            manifests.extend(added.iter().map(|e| serde_json::from_str::<Value>(e).unwrap()));
+            let fresh = match manifests.last() {
+                Some(v) => (v.clone(), serde_json::to_string_pretty(v).unwrap()),
+                None => (Value::Null, String::new()),
+            };
+            let out = rewrite(text.as_bytes(), &manifests, &fresh);
+            let out = String::from_utf8(out.expect("a file that reads")).unwrap();
+            let read: Value = serde_json::from_str(&out)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {out}")))?;
+            value["manifests"] = Value::Array(manifests);
+            prop_assert_eq!(read, value, "{} -> {}", text, out);
+        }
+    }
+}

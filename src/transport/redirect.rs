@@ -108,11 +108,12 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
         let authority = base.authority().ok_or_else(bad)?;
         let target = if location.starts_with('/') {
             location.to_string()
-        } else if location.is_empty() || location.starts_with('?') {
+        } else if location.is_empty() || location.starts_with(['?', '#']) {
             // The base's own path, with the location's query, or the base's when it has
-            // none (RFC 3986, 5.2.2): a query alone went to the base's directory.
-            let query = match (location, base.query()) {
-                ("", Some(query)) => format!("?{query}"),
+            // none (RFC 3986, 5.2.2): a query alone went to the base's directory, and so
+            // did a fragment alone (`#top`), which names the base itself.
+            let query = match (location.starts_with('?'), base.query()) {
+                (false, Some(query)) => format!("?{query}{location}"),
                 _ => location.to_string(),
             };
             format!("{}{query}", base.path())
@@ -175,8 +176,10 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
             ),
         ));
     }
+    // The URI parser takes an empty host (`//:5000/x`, `https://:/`): a URL of no host,
+    // followed, failed as a name lookup of nothing rather than as the bad location it is.
     match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
         _ => Err(bad()),
     }
 }
@@ -196,6 +199,13 @@ fn scheme_of(location: &str) -> Option<(&str, &str)> {
 /// `path[?query]` with its `.` and `..` segments resolved (RFC 3986, 5.2.4), as a browser
 /// or curl resolves `Location: ../other/blob`; a server would take them literally.
 fn without_dot_segments(target: &str) -> String {
+    // A fragment ends the path as a query does (RFC 3986, 3.5): read as part of its last
+    // segment, `..#top` was no dot segment and went out as `/..`. It is kept, for the
+    // checks on the whole location, and never sent (the URI parser drops it).
+    let (target, fragment) = match target.split_once('#') {
+        Some((target, fragment)) => (target, Some(fragment)),
+        None => (target, None),
+    };
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
@@ -221,6 +231,10 @@ fn without_dot_segments(target: &str) -> String {
     if let Some(query) = query {
         out.push('?');
         out.push_str(query);
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
     }
     out
 }
@@ -448,6 +462,44 @@ mod tests {
         }
         // Another scheme without `//` is an absolute URI with no host to go to.
         assert!(resolve(&base, "http:sibling").is_err());
+    }
+
+    /// A fragment ends a location's path (RFC 3986, 3.5): `.#` was read as a segment
+    /// `.#`, and the `.` went out once the URI parser dropped the `#`; a fragment alone
+    /// (`#top`) is the base itself, query and all, not the base's directory.
+    #[test]
+    fn a_fragment_ends_the_path_and_alone_names_the_base() {
+        let base = u("https://reg.example:5000/v2/x/blobs/b?q=1");
+        for (location, want) in [
+            (".#", "https://reg.example:5000/v2/x/blobs/"),
+            ("..#top", "https://reg.example:5000/v2/x/"),
+            ("/a/.#", "https://reg.example:5000/a/"),
+            ("https://cdn.example/a/..#x", "https://cdn.example/"),
+            ("#top", "https://reg.example:5000/v2/x/blobs/b?q=1"),
+            ("?r=2#top", "https://reg.example:5000/v2/x/blobs/b?r=2"),
+        ] {
+            assert_eq!(resolve(&base, location).unwrap(), u(want), "{location}");
+        }
+    }
+
+    /// Found by `redirect_locations_never_panic` (tests/properties.rs): `//:?` resolved to
+    /// `https://:/?`, a URL with an empty host.
+    #[test]
+    fn a_location_with_an_empty_host_is_refused() {
+        let base = u("https://reg.example:5000/v2/x/blobs/b");
+        for location in [
+            "//:?",
+            "//:5000/x",
+            "https://:5000/x",
+            "http://:80/",
+            "https://:/",
+        ] {
+            let e = resolve(&base, location).unwrap_err();
+            assert!(
+                e.to_string().contains("bad redirect location"),
+                "{location}: {e}"
+            );
+        }
     }
 
     #[test]

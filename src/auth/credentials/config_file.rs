@@ -474,3 +474,99 @@ mod tests {
         }
     }
 }
+
+/// A credential file's entries as tools write them, generated: what they hold reads back,
+/// however its base64 is wrapped, and no file or key panics.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::fuzz::cases(500))]
+
+        /// `auth` is base64 of `user:password`, as `docker login` writes it, or wrapped
+        /// at any column with `\n` or `\r\n` (`base64` wraps at 76), inside JSON.
+        #[test]
+        fn an_auth_reads_back_as_its_user_and_password(
+            user in "[^:\u{0}]{1,12}",
+            password in any::<String>().prop_filter("a password", |p| !p.is_empty()),
+            wrap in 1usize..80,
+            crlf in any::<bool>(),
+        ) {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{password}"));
+            let lines: Vec<&str> = encoded
+                .as_bytes()
+                .chunks(wrap)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            let auth = lines.join(if crlf { "\r\n" } else { "\n" });
+            let json = serde_json::json!({"auths": {"ghcr.io": {"auth": auth}}}).to_string();
+            let file: ConfigFile = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(
+                entry_credential(&file.auths["ghcr.io"]),
+                Ok(Some(Credential::Basic { username: user, password }))
+            );
+        }
+
+        #[test]
+        fn no_entry_panics(
+            auth in prop_oneof![any::<String>(), "[A-Za-z0-9+/=\r\n ]{0,20}"],
+            username in proptest::option::of(".{0,4}"),
+            password in proptest::option::of(".{0,4}"),
+            token in proptest::option::of("[a-z]{0,3}"),
+        ) {
+            let e = AuthEntry {
+                auth: Some(auth),
+                username,
+                password,
+                identitytoken: token.clone(),
+                registrytoken: token.filter(|t| t.len() == 1),
+            };
+            let _ = entry_credential(&e);
+        }
+
+        /// A key names the registry and a repository path's leading components, as many
+        /// as it writes, in any case and any of its URL forms; never another host's.
+        #[test]
+        fn keys_reach_as_far_as_they_name(
+            host in "[a-z]{1,6}\\.(io|com)(:[0-9]{1,4})?",
+            repo in proptest::collection::vec("[a-z0-9]{1,4}", 1..4),
+            n in 0usize..4,
+            form in 0..4,
+            trailing in any::<bool>(),
+        ) {
+            let n = n.min(repo.len());
+            let path: String = repo[..n].iter().map(|c| format!("/{c}")).collect();
+            let slash = if trailing { "/" } else { "" };
+            let key = match form {
+                0 => format!("{host}{path}{slash}"),
+                1 => format!("{}{path}{slash}", host.to_ascii_uppercase()),
+                2 => format!("https://{host}{slash}"),
+                _ => format!("http://{host}/v1/"),
+            };
+            let reach = if form >= 2 { 0 } else { n };
+            let repository = repo.join("/");
+            prop_assert_eq!(key_reach(&key, &host, Some(&repository)), Some(reach), "{}", key);
+            prop_assert_eq!(key_reach(&key, &format!("x{host}"), Some(&repository)), None);
+            let other = format!("{repository}x");
+            let expected = if form >= 2 || n == 0 { Some(0) } else if n < repo.len() { Some(n) } else { None };
+            prop_assert_eq!(key_reach(&key, &host, Some(&other)), expected, "{} {}", key, other);
+        }
+
+        #[test]
+        fn no_file_panics(
+            text in "\\{(\"(auths|credsStore|credHelpers)\":(null|\\{\\}|\"[a-z]{0,3}\"|\\{\"[a-z.:/]{0,8}\":(null|\\{\\}|\"x\"|\\{\"(auth|username|identitytoken)\":(null|\"[A-Za-z0-9=]{0,8}\"|1)\\})\\}),?){0,3}\\}?",
+        ) {
+            if let Ok(file) = serde_json::from_str::<ConfigFile>(&text) {
+                for (key, e) in &file.auths {
+                    let _ = entry_credential(e);
+                    let _ = key_reach(key, "ghcr.io", Some("a/b"));
+                    let _ = spelt_host(key, "ghcr.io");
+                }
+            }
+        }
+    }
+}

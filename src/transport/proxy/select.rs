@@ -947,3 +947,152 @@ mod tests {
         }
     }
 }
+
+/// `NO_PROXY` as users write it, generated: each spelling that names a destination sends
+/// it direct, wherever it stands in the list and in whatever case; one that names
+/// another host leaves it to the proxy; and no setting panics.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::transport::proxy::tests::uri;
+
+    /// A destination (URL, port) and the `NO_PROXY` entries that each name it.
+    fn named() -> impl Strategy<Value = (String, Vec<String>)> {
+        let name = ("[a-z][a-z0-9-]{0,6}", "[a-z]{1,6}(\\.[a-z]{2,3})?", 1u16..).prop_map(
+            |(label, domain, port)| {
+                let host = format!("{label}.{domain}");
+                let entries = [
+                    host.clone(),
+                    host.to_ascii_uppercase(),
+                    domain.clone(),
+                    format!(".{domain}"),
+                    format!("*.{domain}"),
+                    format!("{host}:{port}"),
+                    format!(".{domain}:{port}"),
+                    format!("*.{}:{port}", domain.to_ascii_uppercase()),
+                ];
+                (format!("https://{host}:{port}/v2/"), entries.to_vec())
+            },
+        );
+        let v4 = (
+            (1u8..224).prop_filter("loopback goes direct anyway", |a| *a != 127),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            1u16..,
+        )
+            .prop_map(|(a, b, c, d, port)| {
+                let ip = format!("{a}.{b}.{c}.{d}");
+                let entries = [
+                    ip.clone(),
+                    format!("{ip}:{port}"),
+                    format!("{a}.{b}.{c}.0/24"),
+                    format!("{a}.0.0.0/8"),
+                    format!("{ip}/32"),
+                ];
+                (format!("https://{ip}:{port}/v2/"), entries.to_vec())
+            });
+        let v6 = (any::<u16>(), 1u16..).prop_map(|(n, port)| {
+            let ip = format!("fd00::{n:x}");
+            let entries = [
+                ip.clone(),
+                format!("[{ip}]"),
+                format!("[{ip}]:{port}"),
+                "fd00::/8".to_string(),
+                format!("{ip}/128"),
+            ];
+            (format!("https://[{ip}]:{port}/v2/"), entries.to_vec())
+        });
+        prop_oneof![name, v4, v6]
+    }
+
+    /// Entries that name none of the destinations [`named`] makes.
+    fn others() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(
+            prop_oneof![
+                "[a-z]{1,6}\\.elsewhere",
+                Just(".elsewhere".to_string()),
+                Just("*.elsewhere:443".to_string()),
+                Just("240.0.0.0/8".to_string()),
+                Just("[fe80::1]:5000".to_string()),
+                Just(String::new()),
+            ],
+            0..4,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzz::cases(300))]
+
+        #[test]
+        fn an_entry_naming_the_destination_sends_it_direct(
+            ((dst, entries), pick) in (named(), any::<prop::sample::Index>()),
+            before in others(),
+            after in others(),
+            pad in "[ \t]{0,2}",
+        ) {
+            let entry = pick.get(&entries);
+            let list: Vec<String> = before
+                .iter()
+                .chain([&format!("{pad}{entry}{pad}")])
+                .chain(&after)
+                .cloned()
+                .collect();
+            let no = list.join(",");
+            let p = Proxies::of("http://proxy.corp:3128", "", &no);
+            prop_assert_eq!(p.route(&uri(&dst)), Route::Direct, "NO_PROXY={} {}", no, dst);
+            let p = Proxies::of("http://proxy.corp:3128", "", &others_only(&before, &after));
+            let proxied = matches!(p.route(&uri(&dst)), Route::Tunnel { .. });
+            prop_assert!(proxied, "NO_PROXY={:?} {}", before, dst);
+        }
+
+        #[test]
+        fn no_setting_panics(
+            all in "[a-zA-Z0-9:/@.%\\[\\]#?*-]{0,30}",
+            https in any::<String>(),
+            no in "[a-z0-9.:,*/\\[\\] -]{0,30}",
+            dst in "https?://[a-z0-9.:\\[\\]]{1,20}/",
+        ) {
+            let p = Proxies::of(&all, &https, &no);
+            if let Ok(dst) = dst.parse::<Uri>() {
+                let _ = p.route(&dst);
+                let _ = p.forwarding_auth(&dst);
+            }
+        }
+        /// A proxy's user and password reach it as written, whatever they hold of `@`,
+        /// `?`, `#` and `:` (a password is often pasted unescaped); the proxy is the host
+        /// after the last `@`.
+        #[test]
+        fn a_login_reaches_the_proxy_whole(
+            user in "[a-zA-Z0-9._@?#-]{1,8}",
+            password in "[a-zA-Z0-9._@?#:!$*-]{1,10}",
+            scheme in prop_oneof![Just("http://"), Just("HTTP://"), Just("")],
+        ) {
+            let setting = format!("{scheme}{user}:{password}@proxy.corp:3128");
+            let p = Proxies::of(&setting, "", "");
+            let route = p.route(&uri("https://ghcr.io/v2/"));
+            let Route::Tunnel { proxy, auth } = &route else {
+                return Err(TestCaseError::fail(format!("{setting}: {route:?}")));
+            };
+            prop_assert_eq!(proxy.host(), Some("proxy.corp"), "{}", setting);
+            prop_assert_eq!(proxy.port_u16(), Some(3128));
+            use base64::Engine as _;
+            let sent = auth.as_ref().unwrap().to_str().unwrap();
+            let login = base64::engine::general_purpose::STANDARD
+                .decode(sent.strip_prefix("Basic ").unwrap())
+                .unwrap();
+            prop_assert_eq!(String::from_utf8(login).unwrap(), format!("{user}:{password}"));
+        }
+    }
+
+    fn others_only(before: &[String], after: &[String]) -> String {
+        before
+            .iter()
+            .chain(after)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
