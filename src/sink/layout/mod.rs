@@ -1667,6 +1667,56 @@ mod tests {
         assert_eq!(prefix.len, data.len() as u64);
     }
 
+    /// As above, but stopped once the writer is done and its answer, the file, waits for
+    /// the commit to run again: dropped with the commit, before the blob could keep the
+    /// file, the answer deleted it, and the blob was fetched again by the next run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_commit_stopped_once_its_writer_is_done_keeps_the_partial_download() {
+        use std::future::Future;
+        /// Whether the commit was woken: by the writer's answer, the one thing it waits for.
+        struct Woken(AtomicBool);
+        impl std::task::Wake for Woken {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 239) as u8).collect();
+        let d = Digest::of(Algorithm::Sha256, &data);
+        let partial = store.partial_path(&d);
+        // The writer may, rarely, be done before the commit's first poll: tried again.
+        for _ in 0..5 {
+            let mut blob = store.temp_for(&d).unwrap();
+            blob.write(&Bytes::copy_from_slice(&data[..2 << 20]))
+                .await
+                .unwrap();
+            blob.write(&Bytes::copy_from_slice(&data[2 << 20..]))
+                .await
+                .unwrap();
+            let woken = Arc::new(Woken(AtomicBool::new(false)));
+            let waker = std::task::Waker::from(woken.clone());
+            let mut commit = Box::pin(blob.commit(&d));
+            let mut cx = std::task::Context::from_waker(&waker);
+            if commit.as_mut().poll(&mut cx).is_ready() {
+                std::fs::remove_file(store.blob_path(&d)).unwrap();
+                continue;
+            }
+            let waited = std::time::Instant::now();
+            while !woken.0.load(Ordering::SeqCst) {
+                assert!(waited.elapsed() < Duration::from_secs(30), "never woken");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(commit);
+            assert!(partial.exists(), "the blob's content was deleted");
+            assert!(std::fs::read(&partial).unwrap() == data);
+            let (_, prefix) = store.resume(&d).unwrap().expect("claimed");
+            assert_eq!(prefix.len, data.len() as u64);
+            return;
+        }
+        panic!("the writer was done before every commit");
+    }
+
     /// After `kill -9`, a dead run's temporary file of a known blob becomes its partial
     /// download; an empty one (nothing was written yet) goes.
     #[test]

@@ -239,31 +239,34 @@ pub(super) enum Writing {
         batch: Vec<Bytes>,
         batched: usize,
     },
-    /// A writer thread owns the file and gives it back once the queue is closed.
-    Streaming(StreamWriter<PlainWrites>),
+    /// A writer thread owns the file and gives it back once the queue is closed. Its
+    /// path stays here: the blob alone removes the file or keeps it (see `Finishing`).
+    Streaming(StreamWriter<PlainWrites>, tempfile::TempPath),
     /// The writer thread writes what is still queued, to give the file back: dropped now
-    /// (a stop during a commit), the file is kept as a streaming one's is.
-    Finishing,
+    /// (a stop during a commit), the file is kept as a streaming one's is. The writer's
+    /// answer, the file, may already wait for the commit then: holding the path too, it
+    /// deleted the file as it was dropped with the commit, before the blob kept it.
+    Finishing(tempfile::TempPath),
     /// Between states, or after a failure.
     Gone,
 }
 
-/// The temporary file written through its plain `File`: `NamedTempFile`'s own `Write`
-/// appends the path to every error ("No space left on device ... at path ..."), which our
-/// message names already.
-pub(super) struct PlainWrites(tempfile::NamedTempFile);
+/// The temporary file written through its plain `File`, without its path (which
+/// [`Writing::Streaming`] holds): `NamedTempFile`'s own `Write` appends the path to every
+/// error ("No space left on device ... at path ..."), which our message names already.
+pub(super) struct PlainWrites(std::fs::File);
 
 impl std::io::Write for PlainWrites {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.as_file().write(buf)
+        self.0.write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        self.0.as_file().write_vectored(bufs)
+        self.0.write_vectored(bufs)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.as_file().flush()
+        self.0.flush()
     }
 }
 
@@ -271,8 +274,8 @@ impl std::fmt::Debug for TempBlob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let writing = match &self.writing {
             Writing::Gathering { batched, .. } => format!("gathering {batched} bytes"),
-            Writing::Streaming(_) => "streaming".to_string(),
-            Writing::Finishing => "finishing".to_string(),
+            Writing::Streaming(..) => "streaming".to_string(),
+            Writing::Finishing(_) => "finishing".to_string(),
             Writing::Gone => "gone".to_string(),
         };
         f.debug_struct("TempBlob")
@@ -343,12 +346,12 @@ impl TempBlob {
                 }
                 Ok(())
             }
-            Writing::Streaming(_) => {
+            Writing::Streaming(..) => {
                 // Taken before any wait, so that a call dropped while it waits has it.
                 self.unsent.push_back(chunk.clone());
                 self.send_unsent().await
             }
-            Writing::Finishing | Writing::Gone => Err(self.failed()),
+            Writing::Finishing(_) | Writing::Gone => Err(self.failed()),
         }
     }
 
@@ -356,7 +359,7 @@ impl TempBlob {
     /// while it waits, those it did not queue are left for the next call.
     async fn send_unsent(&mut self) -> Result<()> {
         while let Some(chunk) = self.unsent.front() {
-            let Writing::Streaming(writer) = &mut self.writing else {
+            let Writing::Streaming(writer, _) = &mut self.writing else {
                 return Err(self.failed());
             };
             if writer.write(chunk.clone()).await.is_err() {
@@ -402,27 +405,34 @@ impl TempBlob {
         else {
             return;
         };
-        self.writing = Writing::Streaming(StreamWriter::start(PlainWrites(file), batch));
+        let (file, path) = file.into_parts();
+        self.writing = Writing::Streaming(StreamWriter::start(PlainWrites(file), batch), path);
     }
 
     /// Takes the file back, with everything written so far, and what was not written yet.
     async fn take_file(&mut self) -> Result<(tempfile::NamedTempFile, Vec<Bytes>)> {
         match std::mem::replace(&mut self.writing, Writing::Gone) {
             Writing::Gathering { file, batch, .. } => Ok((file, batch)),
-            Writing::Streaming(writer) => {
+            Writing::Streaming(writer, path) => {
                 // Left `Gone` while the writer finishes, a stop then (a signal at the end
                 // of a large blob) left the file to the writer, which deleted it once done:
                 // the blob, received whole, was fetched again by the next run.
-                self.writing = Writing::Finishing;
+                self.writing = Writing::Finishing(path);
                 let finished = writer.finish().await;
-                self.writing = Writing::Gone;
+                let Writing::Finishing(path) = std::mem::replace(&mut self.writing, Writing::Gone)
+                else {
+                    unreachable!("only this call ends `Finishing`");
+                };
                 match finished {
-                    (Some(PlainWrites(file)), Ok(())) => Ok((file, Vec::new())),
+                    (Some(PlainWrites(file)), Ok(())) => {
+                        Ok((tempfile::NamedTempFile::from_parts(file, path), Vec::new()))
+                    }
+                    // The path goes with the file.
                     (_, Err(e)) => Err(self.write_err(e)),
                     (None, Ok(())) => unreachable!("a writer without its file reports why"),
                 }
             }
-            Writing::Finishing | Writing::Gone => Err(self.failed()),
+            Writing::Finishing(_) | Writing::Gone => Err(self.failed()),
         }
     }
 
@@ -475,7 +485,7 @@ impl TempBlob {
     /// Dropped instead, the blob keeps only what the writer had got to: a connection cut
     /// 2 MiB into a fast download kept its first MiB and dropped the rest it had received.
     pub async fn keep(mut self) {
-        if !matches!(self.writing, Writing::Streaming(_)) {
+        if !matches!(self.writing, Writing::Streaming(..)) {
             // Nothing of this run's on disk: a claimed partial is put back by the drop.
             return;
         }
@@ -544,19 +554,27 @@ impl TempBlob {
 
 impl Drop for TempBlob {
     fn drop(&mut self) {
-        let streaming = matches!(self.writing, Writing::Streaming(_) | Writing::Finishing);
+        // The writer (a `Streaming` one stops at its next chunk) goes at the end, after
+        // the file was kept or removed.
+        let (_writer, mut path) = match std::mem::replace(&mut self.writing, Writing::Gone) {
+            Writing::Streaming(writer, path) => (Some(writer), Some(path)),
+            Writing::Finishing(path) => (None, Some(path)),
+            other => {
+                self.writing = other;
+                (None, None)
+            }
+        };
         // Renamed here rather than by the writer thread, which may not get to it before
         // an interrupted process exits. A chunk it is writing still lands in the same
         // file, after the others; whoever carries it on verifies the whole content anyway.
         // Only what the writer got to is sure to be in the file: it stops at its next chunk.
         let written = || std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        if (streaming || self.kept > 0) && self.park_file(written()) {
-            return;
-        }
-        // The writer thread deletes the file when it stops, a moment later; the path goes
-        // now, so that nothing unverified is visible once the blob is dropped.
-        if streaming {
-            let _ = std::fs::remove_file(&self.path);
+        let kept = (path.is_some() || self.kept > 0) && self.park_file(written());
+        // Kept, its name is the partial download's now. Otherwise the path goes with it,
+        // whatever the writer thread still writes into the file: nothing unverified is
+        // visible once the blob is dropped.
+        if let (true, Some(path)) = (kept, path.as_mut()) {
+            path.disable_cleanup(true);
         }
     }
 }
