@@ -1388,7 +1388,9 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
 fn a_stop_is_honoured_while_nobody_reads_stderr() {
     use std::os::fd::AsRawFd;
     let reg = FakeRegistry::start();
-    for (extra, signal, code) in [(None, Some(15), 143), (Some("2s"), None, 124)] {
+    // The timeout leaves the run time to fill stderr's pipe first, on a loaded machine
+    // too: a run that ended before would leave the wait below for a pipe never full.
+    for (extra, signal, code) in [(None, Some(15), 143), (Some("8s"), None, 124)] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let loc = repo(&reg);
