@@ -88,6 +88,7 @@ fn run_to_exit() -> ExitCode {
         match (deadline, timeout, abandoned) {
             (Some(at), Some(t), Some(what)) => {
                 tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
+                    cmd::note_stopped();
                     let streamed = cmd::fetch::streamed_note().map(|n| format!("; {n}"));
                     let streamed = streamed.unwrap_or_default();
                     say!(

@@ -1396,7 +1396,9 @@ fn sigterm_is_honoured_while_nobody_reads_stdout() {
 fn a_stop_is_honoured_while_nobody_reads_stderr() {
     use std::os::fd::AsRawFd;
     let reg = FakeRegistry::start();
-    for (extra, signal, code) in [(None, Some(15), 143), (Some("2s"), None, 124)] {
+    // The timeout leaves the run time to fill stderr's pipe first, on a loaded machine
+    // too: a run that ended before would leave the wait below for a pipe never full.
+    for (extra, signal, code) in [(None, Some(15), 143), (Some("8s"), None, 124)] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let loc = repo(&reg);
@@ -1442,6 +1444,50 @@ fn a_stop_is_honoured_while_nobody_reads_stderr() {
         assert_eq!(status.code(), Some(code), "{extra:?} {signal:?}");
         drop((stdin, err));
     }
+}
+
+/// `--timeout` of a one-shot fetch or a resolve, which `main` abandons, ends them while
+/// nobody reads stderr, as it does a batch: its message to stderr is waited for a while,
+/// then given up. Its stop was not recorded, and the run waited for stderr's reader for
+/// ever. A pipe another writer filled (a log shipper that hung) holds the first line.
+#[test]
+fn a_one_shot_timeout_is_honoured_while_nobody_reads_stderr() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // Takes the connection and never answers: only --timeout ends the run.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap();
+    let (object, image) = (format!("{host}/team/app"), format!("{host}/team/app:v1"));
+    let digest = sha256(b"never sent");
+    for args in [vec!["fetch", &object, &digest], vec!["resolve", &image]] {
+        let mut fds = [0; 2];
+        let page = [b'x'; 4096];
+        // SAFETY: pipe(2) writes two new descriptors into `fds`, owned from here on; the
+        // rest only sets their flags and writes `page`, memory of its length. Filled
+        // without blocking, then blocking again: dist's first line waits.
+        let (read, write) = unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            let flags = libc::fcntl(fds[1], libc::F_GETFL);
+            libc::fcntl(fds[1], libc::F_SETFL, flags | libc::O_NONBLOCK);
+            while libc::write(fds[1], page.as_ptr().cast(), page.len()) > 0 {}
+            libc::fcntl(fds[1], libc::F_SETFL, flags);
+            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+        };
+        let mut all = args.clone();
+        all.extend(["--timeout", "1s", "--idle-timeout", "1h"]);
+        let mut child = Running::new(
+            Dist::new()
+                .command(&all)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::from(write))
+                .spawn()
+                .unwrap(),
+        );
+        // Not timed: a run that waits for stderr's reader never ends.
+        let status = exit_within(&mut child, Duration::from_secs(60), "nobody reads stderr");
+        assert_eq!(status.code(), Some(124), "{args:?}");
+        drop(read);
+    }
+    drop(silent);
 }
 
 /// A reader that leaves (`| head -c 10`) stops the batch there, not at the batch's next

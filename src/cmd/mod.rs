@@ -132,8 +132,16 @@ pub fn drain_stderr() {
     }
 }
 
-/// When the run was first told to stop ([`stopped`]), if it was.
+/// When the run was first told to stop ([`stopped`], [`note_stopped`]), if it was.
 static STOPPED_AT: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Notes that the run was stopped now, unless it was already: [`drain_stderr`] then waits
+/// for stderr only a while. For a command that `main` abandons at `--timeout` (a one-shot
+/// fetch, a resolve), which never waits on [`stopped`]: its message waited for a stderr
+/// nobody reads for ever.
+pub fn note_stopped() {
+    let _ = STOPPED_AT.set(std::time::Instant::now());
+}
 
 /// How long after a stop its lines still waiting for stderr are waited for: as long as the
 /// stop waits for its output to be written (stdout and the report).
@@ -993,7 +1001,7 @@ pub async fn stopped(global: &Global) -> Stop {
         code = interrupted() => Stop::Signal(code),
         t = deadline => Stop::Deadline(t),
     };
-    let _ = STOPPED_AT.set(std::time::Instant::now());
+    note_stopped();
     // The stop takes a while when the reader of the output does not read or a disk does
     // not answer, and dist's handlers stay installed meanwhile: a second Ctrl-C was caught
     // and ignored. From here SIGINT and SIGTERM do what they would without dist, ending

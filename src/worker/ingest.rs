@@ -20,10 +20,11 @@ use crate::sink::layout::{IngestLock, LayoutStore, WaitMark};
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const LAST_PAUSE: Duration = Duration::from_millis(500);
 
-/// How long a run waits for another's fetch of a blob before saying so, once. The other
-/// run may be downloading a large blob over a slow link, which takes minutes and is
-/// nothing wrong; but it may be stopped (Ctrl-Z) or hung, and this run then waits for
-/// ever, its progress showing nothing for the blob. 20 s: past a busy registry's pause or a
+/// How long a run waits for another's fetch of a blob that writes nothing of it before
+/// saying so, once. The other run may be downloading a large blob over a slow link, which
+/// takes minutes and is nothing wrong, and its files then grow; but it may be stopped
+/// (Ctrl-Z) or hung, and this run then waits for ever, its progress showing nothing for
+/// the blob. 20 s: past a busy registry's pause or a
 /// retry's back-off in the other run (a `Retry-After` of a few seconds), before someone
 /// watching a run that seems stuck gives up on it.
 pub(super) const WARN_AFTER: Duration = Duration::from_secs(20);
@@ -49,8 +50,8 @@ pub(super) enum Claimed {
 /// and is asked again once the lock is taken, since the fetch that held it may have
 /// stored the blob just before. The wait is a sleep, so the run's stop (a signal,
 /// `--timeout`), which drops the job, ends it at once. Meanwhile the blob is marked waiting
-/// in the store ([`LayoutStore::waiting_for_others`]), and after [`WARN_AFTER`] a warning
-/// names it and the lock file.
+/// in the store ([`LayoutStore::waiting_for_others`]), and once the holder has written
+/// nothing of it for [`WARN_AFTER`] a warning names it and the lock file.
 pub(super) async fn claim<F, Fut>(
     store: &LayoutStore,
     digest: &Digest,
@@ -62,8 +63,7 @@ where
 {
     let mut pause = FIRST_PAUSE;
     let mut waited = false;
-    // While another run holds the blob: its mark, and since when.
-    let mut other: Option<(WaitMark, Instant)> = None;
+    let mut other: Option<Holder> = None;
     let mut warned = false;
     loop {
         if let Some(claimed) = try_claim(store, digest, &mut stored).await? {
@@ -89,18 +89,35 @@ where
         if store.held_here(digest) {
             other = None;
         } else {
-            let (_, since) =
-                other.get_or_insert_with(|| (store.mark_waiting(digest), Instant::now()));
-            if !warned && since.elapsed() >= WARN_AFTER {
-                warned = true;
-                tracing::warn!(
-                    blob = %digest,
-                    lock = %store.lock_path(digest).display(),
-                    "waited {}s for another run fetching this blob into the layout (it holds \
-                     the lock file); still waiting: a run stopped (Ctrl-Z) or hung holds it \
-                     for ever",
-                    WARN_AFTER.as_secs()
-                );
+            if other.is_none() {
+                other = Some(Holder {
+                    _mark: store.mark_waiting(digest),
+                    since: Instant::now(),
+                    looked: Instant::now(),
+                    seen: downloading(store, digest).await,
+                });
+            }
+            let holder = other.as_mut().expect("set above");
+            if !warned && holder.looked.elapsed() >= WARN_AFTER {
+                // Two mirroring jobs sharing large layers wait on each other's downloads,
+                // which is nothing wrong: while the holder's files grow it is looked at
+                // again later, and only one that wrote nothing for a whole while is warned
+                // of.
+                let now = downloading(store, digest).await;
+                holder.looked = Instant::now();
+                if now == holder.seen {
+                    warned = true;
+                    tracing::warn!(
+                        blob = %digest,
+                        lock = %store.lock_path(digest).display(),
+                        "waited {}s for another run fetching this blob into the layout (it \
+                         holds the lock file), which wrote nothing of it in the last {}s; \
+                         still waiting: a run stopped (Ctrl-Z) or hung holds it for ever",
+                        holder.since.elapsed().as_secs(),
+                        WARN_AFTER.as_secs()
+                    );
+                }
+                holder.seen = now;
             }
         }
         tokio::time::sleep(pause).await;
@@ -109,6 +126,28 @@ where
             return Ok(Claimed::Stored(size));
         }
     }
+}
+
+/// Another run holding a blob's lock, as a run waiting for it sees it.
+struct Holder {
+    /// The blob marked waiting in the store, until the wait ends.
+    _mark: WaitMark,
+    /// When the wait began.
+    since: Instant,
+    /// When the blob's downloads were last looked at ([`LayoutStore::downloading`]), and
+    /// what they were then.
+    looked: Instant,
+    seen: Vec<(String, u64)>,
+}
+
+/// [`LayoutStore::downloading`] on the blocking pool; nothing if it could not look (the
+/// pool gone with the runtime), which only words a warning.
+async fn downloading(store: &LayoutStore, digest: &Digest) -> Vec<(String, u64)> {
+    let (store, digest) = (store.clone(), digest.clone());
+    let look = move || Ok(store.downloading(&digest));
+    blocking::run("looking at the blob's downloads failed", look)
+        .await
+        .unwrap_or_default()
 }
 
 /// [`claim`]'s one try, without waiting: `None` while another fetch holds the lock. Once
@@ -291,6 +330,49 @@ mod tests {
         drop(held);
         assert!(matches!(wait.await.unwrap(), Claimed::Mine(_)));
         assert_eq!(store.waiting_for_others(), []);
+    }
+
+    /// Another run holding a blob's lock while it downloads it (two mirroring jobs sharing
+    /// a large layer) is nothing to warn of: the warning, once every large shared layer,
+    /// said the holder may be stopped or hung. Only a holder whose files stop growing for
+    /// [`super::WARN_AFTER`] is warned of, in those words.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_another_run_still_downloading_is_not_warned_of() {
+        use super::{claim, Claimed, WARN_AFTER};
+        use std::io::Write;
+        let dst = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open(dst.path()).unwrap();
+        let d = Digest::of(Algorithm::Sha256, b"downloaded by another run");
+        let held = held_by_another_run(&store, &d);
+        let name = format!(".dist-tmp-{}~{}~Ab1", crate::sink::owner::me(), d.encoded());
+        let path = store.lock_path(&d).with_file_name(name);
+        let mut temp = std::fs::File::create(&path).unwrap();
+        temp.write_all(&[1; 4096]).unwrap();
+        let (said, _logging) = Said::warnings();
+        let mut wait = std::pin::pin!(claim(&store, &d, || async { Ok(None) }));
+        // Its file grows before each look.
+        for _ in 0..3 {
+            assert!(tokio::time::timeout(WARN_AFTER / 2, &mut wait)
+                .await
+                .is_err());
+            temp.write_all(&[1; 4096]).unwrap();
+            assert!(tokio::time::timeout(WARN_AFTER / 2, &mut wait)
+                .await
+                .is_err());
+            assert_eq!(said.text(), "");
+        }
+        // Then it stops.
+        assert!(tokio::time::timeout(WARN_AFTER * 5, &mut wait)
+            .await
+            .is_err());
+        let text = said.text();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("wrote nothing of it in the last 20s"),
+            "{text}"
+        );
+        drop(held);
+        assert!(matches!(wait.await.unwrap(), Claimed::Mine(_)));
     }
 
     /// The lock of `digest` held as another process holds it: on a file of its own

@@ -604,6 +604,31 @@ impl LayoutStore {
             .collect()
     }
 
+    /// The files a fetch of `digest` writes into the store (its temporary files, named
+    /// for it, and its partial download), each by name and length, sorted: what changes
+    /// while any run downloads it, so that a wait for the run holding its lock tells a
+    /// download under way from a run stopped or hung. Blocks (it lists the folder).
+    pub(crate) fn downloading(&self, digest: &Digest) -> Vec<(String, u64)> {
+        let dir = self.root.join("blobs").join(digest.algorithm().as_str());
+        let partial = format!("{PARTIAL_PREFIX}{}", digest.encoded());
+        let named = format!("~{}~", digest.encoded());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, u64)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let its =
+                    name == partial || (name.starts_with(TMP_PREFIX) && name.contains(&named));
+                let len = entry.metadata().ok().filter(|_| its)?.len();
+                Some((name, len))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Notes the partial download of `digest` if one is there: another process may have
     /// left it since the store opened (a service keeps its store open for its life). One
     /// system call, made once this run holds the blob's lock, under which partial
