@@ -777,6 +777,12 @@ fn rerun_into(
     dist.run(&args, lines(blobs).as_bytes())
 }
 
+/// How long a signalled run may take to exit: far past the milliseconds it takes, so that
+/// only a hang fails it on a loaded machine. A run that went on with its downloads is
+/// caught without the clock, by what it kept (partials, not whole blobs; some objects
+/// reported, not all).
+const PROMPTLY: Duration = Duration::from_secs(10);
+
 #[test]
 fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
     let (reg, blobs) = slow_batch();
@@ -793,10 +799,7 @@ fn sigterm_stops_promptly_and_leaves_only_verified_blobs() {
     let mut rest = Vec::new();
     std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        signalled.elapsed() < Duration::from_secs(2),
-        "stopped promptly"
-    );
+    assert!(signalled.elapsed() < PROMPTLY, "stopped promptly");
     assert_eq!(
         out.status.code(),
         Some(143),
@@ -880,8 +883,13 @@ fn sigint_during_large_downloads_stops_promptly_and_keeps_partials_a_rerun_carri
     let signalled = Instant::now();
     assert_eq!(unsafe_kill(child.id(), 2), 0);
     let out = child.wait_with_output().unwrap();
+    // That it stopped mid-download is shown by the partials below, whatever the clock.
+    // The bound is a hang's: the exit takes milliseconds, and the waits at shutdown are
+    // capped (main.rs); 2 s was the bug this test came with (the cancelled fetches kept
+    // past the blocking pool's timeout), which later writers no longer reproduce, and on
+    // two loaded cores a bound that tight failed runs that had done nothing wrong.
     assert!(
-        signalled.elapsed() < Duration::from_secs(2),
+        signalled.elapsed() < PROMPTLY,
         "stopped promptly: {:?}",
         signalled.elapsed()
     );

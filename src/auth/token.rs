@@ -467,10 +467,13 @@ pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
     let uri = realm
         .parse()
         .ok()
-        // The URI parser takes an empty host (`https://:5000/token`) for one.
+        // The URI parser takes an empty host (`https://:5000/token`) for one, and a port
+        // past 65535 (`:99999`), which the connector, reading none, took for the scheme's
+        // default: the token asked of another server than the one the realm names.
         .filter(|u: &Uri| {
             matches!(u.scheme_str(), Some("http" | "https"))
                 && u.host().is_some_and(|h| !h.is_empty())
+                && !crate::transport::bad_port(u)
         })
         .ok_or_else(|| {
             let shown = crate::error::redact_url(realm);
@@ -692,6 +695,22 @@ mod tests {
             assert!(e.to_string().contains("bad token realm"), "{realm}: {e}");
         }
         let ch = &crate::auth::challenge::parse("Bearer realm=\"https://a.example/t\"")[0];
+        assert!(realm_of(ch).is_ok());
+    }
+
+    /// A realm whose port is no number up to 65535 was asked at the scheme's default port.
+    #[test]
+    fn a_realm_whose_port_is_no_number_is_refused() {
+        for realm in [
+            "https://auth.example:99999/token",
+            "http://auth.example:80x/t",
+        ] {
+            let header = format!("Bearer realm=\"{realm}\",service=s");
+            let ch = &crate::auth::challenge::parse(&header)[0];
+            let e = realm_of(ch).unwrap_err();
+            assert!(e.to_string().contains("bad token realm"), "{realm}: {e}");
+        }
+        let ch = &crate::auth::challenge::parse("Bearer realm=\"https://a.example:65535/t\"")[0];
         assert!(realm_of(ch).is_ok());
     }
 

@@ -79,9 +79,17 @@ pub(crate) fn api_root_of(
         // `--mirror http://::1:5000`, the address as ss or a log shows it, was refused
         // without a word of the brackets, as the locator no longer is.
         let host = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let hint = crate::reference::bracketed_ipv6(host.split('/').next().unwrap_or(""))
-            .map(|b| format!("; an IPv6 address is written in brackets, as in URLs: {b}"))
-            .unwrap_or_default();
+        let parsed = url.parse::<Uri>().ok();
+        // What is wrong, where the form alone left `:5000` or `:99999` to be puzzled out.
+        let hint = if parsed.as_ref().and_then(Uri::host) == Some("") {
+            "; it names no host".to_string()
+        } else if parsed.as_ref().is_some_and(transport::bad_port) {
+            "; its port is no number up to 65535".to_string()
+        } else {
+            crate::reference::bracketed_ipv6(host.split('/').next().unwrap_or(""))
+                .map(|b| format!("; an IPv6 address is written in brackets, as in URLs: {b}"))
+                .unwrap_or_default()
+        };
         Error::invalid(format!(
             "invalid {what} {shown:?} (scheme://host[:port][/path]){hint}"
         ))
@@ -142,6 +150,7 @@ mod tests {
         ] {
             let e = api_root_of(url, false, "mirror", url).unwrap_err();
             assert!(e.to_string().contains("scheme://host"), "{url}: {e}");
+            assert!(e.to_string().contains("no host"), "{url}: {e}");
         }
         assert!(api_root_of("https://m.example:5000", false, "mirror", "m").is_ok());
     }
@@ -181,6 +190,11 @@ mod tests {
             "https://reg.example:99999/cache",
         ] {
             assert_eq!(api_root(url, false), None, "{url}");
+            // Said as what is wrong, not only as the form to write.
+            let e = api_root_of(url, false, "mirror", url)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("no number up to 65535"), "{url}: {e}");
         }
         assert!(api_root("http://reg.example:5000", false).is_some());
     }

@@ -178,8 +178,14 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
     }
     // The URI parser takes an empty host (`//:5000/x`, `https://:/`): a URL of no host,
     // followed, failed as a name lookup of nothing rather than as the bad location it is.
+    // It takes a port past 65535 (`:99999`) too, and the connector, reading no port,
+    // connected to the scheme's default one: another server than the one named.
     match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
+        Some("http" | "https")
+            if uri.host().is_some_and(|h| !h.is_empty()) && !super::bad_port(&uri) =>
+        {
+            Ok(uri)
+        }
         _ => Err(bad()),
     }
 }
@@ -500,6 +506,26 @@ mod tests {
                 "{location}: {e}"
             );
         }
+    }
+
+    /// The URI parser takes `:99999` or `:443x` for a port, and the connector, reading
+    /// none, went to the scheme's default port of the host: another server than the one
+    /// the location named, of the same origin to the credential checks.
+    #[test]
+    fn a_location_whose_port_is_no_number_is_refused() {
+        let base = u("https://reg.example/v2/x/blobs/b");
+        for location in [
+            "https://reg.example:99999/x",
+            "//cdn.example:65536/x",
+            "http://cdn.example:80x/",
+        ] {
+            let e = resolve(&base, location).unwrap_err();
+            assert!(
+                e.to_string().contains("bad redirect location"),
+                "{location}: {e}"
+            );
+        }
+        assert!(resolve(&base, "https://cdn.example:65535/x").is_ok());
     }
 
     #[test]

@@ -440,7 +440,9 @@ fn at_after_a_slash(value: &str) -> bool {
 /// Whether hyper-util's matcher can use the proxy setting `value`.
 fn usable(value: &str) -> bool {
     value.parse::<Uri>().is_ok_and(|uri| {
-        uri.authority().is_some()
+        // The URI parser takes an empty host (`http://:3128`) for one: each fetch was
+        // tunnelled to a lookup of no name, and failed as if the network were down.
+        uri.host().is_some_and(|h| !h.is_empty())
             && !crate::transport::bad_port(&uri)
             && uri
                 .scheme_str()
@@ -455,6 +457,9 @@ fn shown_proxy(value: &str, variable: &str) -> String {
     match value.trim().parse::<Uri>() {
         Ok(uri) if crate::transport::bad_port(&uri) => {
             format!("{NAMED_BY}{variable} (not a URL: its port is no number up to 65535)")
+        }
+        Ok(uri) if uri.host().is_some_and(str::is_empty) => {
+            format!("{NAMED_BY}{variable} (not a URL: it names no host)")
         }
         Ok(uri) if uri.host().is_some() => {
             let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
@@ -651,6 +656,28 @@ mod tests {
                 panic!("{set:?} went direct");
             };
             assert_eq!(named, format!("named by {variable} (not a URL)"));
+        }
+    }
+
+    /// A proxy of no host (`HTTPS_PROXY=:3128`, `http://:3128`): the URI parser takes the
+    /// empty host for one, and each fetch tunnelled to a lookup of no name, failing as if
+    /// the network were down. It is refused, named by its variable, as a setting that is no
+    /// URL is.
+    #[test]
+    fn a_proxy_of_no_host_is_refused() {
+        for value in [
+            ":3128",
+            "http://:3128",
+            "socks5://:1080",
+            "http://alice:s3cret@:3128",
+        ] {
+            let set: &'static [(&str, &str)] = Box::leak(Box::new([("HTTPS_PROXY", value)]));
+            let Route::Unsupported(named) = vars(set).route(&uri("https://ghcr.io/v2/")) else {
+                panic!("{value} was used");
+            };
+            assert!(named.contains("HTTPS_PROXY"), "{value}: {named}");
+            assert!(named.contains("no host"), "{value}: {named}");
+            assert!(!named.contains("s3cret"), "{value}: {named}");
         }
     }
 
