@@ -467,13 +467,10 @@ pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
     let uri = realm
         .parse()
         .ok()
-        // The URI parser takes an empty host (`https://:5000/token`) for one, and a port
-        // past 65535 (`:99999`), which the connector, reading none, took for the scheme's
-        // default: the token asked of another server than the one the realm names.
+        // `https://:5000/token` and `:99999` parse: the token was asked of no name, or of
+        // another server than the one the realm names.
         .filter(|u: &Uri| {
-            matches!(u.scheme_str(), Some("http" | "https"))
-                && u.host().is_some_and(|h| !h.is_empty())
-                && !crate::transport::bad_port(u)
+            matches!(u.scheme_str(), Some("http" | "https")) && crate::transport::names_a_server(u)
         })
         .ok_or_else(|| {
             let shown = crate::error::redact_url(realm);

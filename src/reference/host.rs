@@ -118,9 +118,11 @@ pub(super) fn validate_host(host: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Whether `port` is a port as URLs write one: digits only. Rust's own parser also takes
-/// a sign, and `reg.example:+5000` was taken and sent as `Host: reg.example:+5000`.
-fn is_port(port: &str) -> bool {
+/// Whether `port` is a port as URLs write one: digits only, at most 65535. Rust's own
+/// parser also takes a sign, and `reg.example:+5000` was taken and sent as
+/// `Host: reg.example:+5000`. The one rule for the locator's port and a URL's (see
+/// [`crate::transport::bad_port`]).
+pub(crate) fn is_port(port: &str) -> bool {
     !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
 }
 

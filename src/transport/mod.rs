@@ -1154,10 +1154,19 @@ pub(crate) fn bad_port(uri: &Uri) -> bool {
         .map_or(authority.as_str(), |(_, h)| h);
     match host_port.rsplit_once(':') {
         Some((_, port)) if !port.is_empty() && !port.contains(']') => {
-            !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err()
+            !crate::reference::is_port(port)
         }
         _ => false,
     }
+}
+
+/// Whether `uri` names a server to connect to: a host, and no port but a port number
+/// (see [`bad_port`]). The URI parser takes an empty host (`https://:5000/x`) and a port
+/// past 65535 for a URL's: one was a lookup of no name, failing as if the network were
+/// down, the other asked at the scheme's default port, another server than the one named.
+/// The one check for a redirect's `Location`, a token realm and a proxy setting.
+pub(crate) fn names_a_server(uri: &Uri) -> bool {
+    uri.host().is_some_and(|h| !h.is_empty()) && !bad_port(uri)
 }
 
 #[cfg(test)]

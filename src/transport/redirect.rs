@@ -176,16 +176,10 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
             ),
         ));
     }
-    // The URI parser takes an empty host (`//:5000/x`, `https://:/`): a URL of no host,
-    // followed, failed as a name lookup of nothing rather than as the bad location it is.
-    // It takes a port past 65535 (`:99999`) too, and the connector, reading no port,
-    // connected to the scheme's default one: another server than the one named.
+    // `//:5000/x`, `https://:/` or `:99999` parse, and fail here as the bad location they
+    // are, not as a lookup of no name or at another server.
     match uri.scheme_str() {
-        Some("http" | "https")
-            if uri.host().is_some_and(|h| !h.is_empty()) && !super::bad_port(&uri) =>
-        {
-            Ok(uri)
-        }
+        Some("http" | "https") if super::names_a_server(&uri) => Ok(uri),
         _ => Err(bad()),
     }
 }
@@ -518,6 +512,8 @@ mod tests {
             "https://reg.example:99999/x",
             "//cdn.example:65536/x",
             "http://cdn.example:80x/",
+            "https://cdn.example:+443/x",
+            "https://[::1]:99999/x",
         ] {
             let e = resolve(&base, location).unwrap_err();
             assert!(
@@ -526,6 +522,10 @@ mod tests {
             );
         }
         assert!(resolve(&base, "https://cdn.example:65535/x").is_ok());
+        // An empty port is the scheme's default (RFC 3986, 3.2.3), not a bad one.
+        let empty = resolve(&base, "https://cdn.example:/x").unwrap();
+        assert_eq!(Origin::of(&empty), Origin::of(&u("https://cdn.example/y")));
+        assert!(resolve(&base, "https://[::1]:/x").is_ok());
     }
 
     #[test]

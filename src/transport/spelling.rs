@@ -1,8 +1,8 @@
 //! One spelling per host: what the transport keys connections by.
 //!
 //! `registry` and `registry:443` (for https; `:80` for http), as a locator, a redirect's
-//! `Location` or a token realm may write them, are one server, and so are `[::1]` and
-//! `[0::1]`. hyper's pool keys connections by the authority as written (without case), so
+//! `Location` or a token realm may write them, are one server, and so is `registry:` (an
+//! empty port), and `[::1]` and `[0::1]`. hyper's pool keys connections by the authority as written (without case), so
 //! each spelling had a pool of its own: a request under one opened a connection beside
 //! the other's idle one, and at a binding cap told it to close. Requests are handed to
 //! hyper without the default port, and the caps and records kept per origin use
@@ -51,7 +51,10 @@ pub(super) fn for_pool(uri: &Uri) -> Option<Uri> {
     let authority = uri.authority()?;
     // The common case, no port or another one, allocates nothing: every request comes
     // here (`tests/request_cost.rs`).
-    if uri.port_u16() != Some(default_port(uri)) {
+    // An empty port (`registry:`, RFC 3986's spelling of the default one, which a
+    // `Location` or realm may write) is the default too: kept, it had a pool of its own.
+    let empty_port = authority.as_str().ends_with(':');
+    if uri.port_u16() != Some(default_port(uri)) && !empty_port {
         return None;
     }
     // User information is refused before a request is made; a URL that has it anyway
@@ -90,6 +93,9 @@ mod tests {
             "http://r.example:443/v2/"
         );
         assert_eq!(pooled("https://r.example:5000/"), "https://r.example:5000/");
+        // An empty port is the default one, as RFC 3986 (3.2.3) reads it.
+        assert_eq!(pooled("https://r.example:/v2/"), "https://r.example/v2/");
+        assert_eq!(pooled("http://[::1]:/v2/"), "http://[::1]/v2/");
     }
 
     /// Its `Host`, which a pre-signed URL's signature covers, is as the signer wrote it.

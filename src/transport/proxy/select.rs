@@ -440,10 +440,8 @@ fn at_after_a_slash(value: &str) -> bool {
 /// Whether hyper-util's matcher can use the proxy setting `value`.
 fn usable(value: &str) -> bool {
     value.parse::<Uri>().is_ok_and(|uri| {
-        // The URI parser takes an empty host (`http://:3128`) for one: each fetch was
-        // tunnelled to a lookup of no name, and failed as if the network were down.
-        uri.host().is_some_and(|h| !h.is_empty())
-            && !crate::transport::bad_port(&uri)
+        // `http://:3128` parses: each fetch was tunnelled to a lookup of no name.
+        crate::transport::names_a_server(&uri)
             && uri
                 .scheme_str()
                 .is_none_or(|s| MATCHED_SCHEMES.contains(&s))
@@ -679,6 +677,28 @@ mod tests {
             assert!(named.contains("no host"), "{value}: {named}");
             assert!(!named.contains("s3cret"), "{value}: {named}");
         }
+        // Named as the variable it was read from, in its own case.
+        let p = vars(&[("https_proxy", "http://:3128")]);
+        let Route::Unsupported(named) = p.route(&uri("https://ghcr.io/v2/")) else {
+            panic!("used");
+        };
+        assert!(named.contains("https_proxy"), "{named}");
+        // Refused for the requests it would carry only, as curl refuses it: a broken
+        // HTTP_PROXY leaves https registries direct, or to their own proxy.
+        let p = vars(&[("HTTP_PROXY", ":3128")]);
+        assert_eq!(p.route(&uri("https://ghcr.io/v2/")), Route::Direct);
+        assert!(matches!(
+            p.route(&uri("http://reg.corp/v2/")),
+            Route::Unsupported(_)
+        ));
+        let p = vars(&[
+            ("ALL_PROXY", "http://:1080"),
+            ("HTTPS_PROXY", "http://proxy.corp:3128"),
+        ]);
+        assert!(matches!(
+            p.route(&uri("https://ghcr.io/v2/")),
+            Route::Tunnel { .. }
+        ));
     }
 
     /// A proxy URL whose port is no port number (`:3128x`, `:99999`, `:notaport`) was
