@@ -153,11 +153,17 @@ impl Hints {
             })?;
             // `mediatype: application/json`, a space after the colon on an input line:
             // the type became a word of its own, and the hint an invalid type `""`, the
-            // space unsaid.
-            if value.is_empty() && matches!(key, "mediatype" | "mediaType" | "size") {
+            // space unsaid. `size:$SIZE` with the variable unset has no space to blame,
+            // and `'size: '`, quoted, a value of spaces the size's check did not name.
+            if value.trim().is_empty() && matches!(key, "mediatype" | "mediaType" | "size") {
+                let what = match value.is_empty() {
+                    true => "it has no value",
+                    false => "its value is blank",
+                };
                 return Err(Error::invalid(format!(
-                    "invalid hint \"{key}:\": it has no value (white space parts words: \
-                     the value goes right after the colon, {key}:VALUE)"
+                    "invalid hint {:?}: {what} (a value goes right after the colon, \
+                     {key}:VALUE; white space there parts words)",
+                    shown(word)
                 )));
             }
             match key {
@@ -567,8 +573,9 @@ pub(crate) mod tests {
         assert!(message("size:12\r").starts_with("invalid size hint"));
     }
 
-    /// A known key with no value (`mediatype: TYPE`, `size: 12`, a space after the colon)
-    /// says so and where the value goes: it was an invalid type or size `""`.
+    /// A known key with no value (`mediatype: TYPE`, `size: 12`, a space after the colon;
+    /// `size:$SIZE` unset) says so and where the value goes: it was an invalid type or
+    /// size `""`. One whose value is white space alone says it is blank.
     #[test]
     fn a_known_key_with_no_value_says_where_the_value_goes() {
         for key in ["mediatype", "mediaType", "size"] {
@@ -579,9 +586,21 @@ pub(crate) mod tests {
                 "{e}"
             );
             assert!(
-                e.ends_with(&format!("right after the colon, {key}:VALUE)")),
+                e.ends_with(&format!(
+                    "right after the colon, {key}:VALUE; white space there parts words)"
+                )),
                 "{e}"
             );
+            // A value of white space alone, quoted as one word: said blank, not an
+            // invalid type `" "` or a byte count unnamed.
+            for blank in [" ", "\t", "  "] {
+                let word = format!("{key}:{blank}");
+                let e = Hints::parse([word.as_str()]).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!("invalid hint {word:?}: its value is blank (")),
+                    "{e}"
+                );
+            }
         }
         // An unknown key's empty value is its own business.
         assert!(Hints::parse(["x-producer:"]).is_ok());

@@ -27,11 +27,17 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// controls that reorder or break what follows them. A server's `\u{202E}` (right-to-left
 /// override) turned the rest of a message around, so that what it said about a digest or
 /// a host read as something else (the "Trojan Source" trick), as did line separators.
+/// Zero-width characters go too: `a\u{200B}.example` read as `a.example` in a warning
+/// naming a token realm's host, which is another host. (An emoji joined by `\u{200D}`
+/// shows as its parts.)
 pub fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{061C}'
+                | '\u{200B}'..='\u{200D}'
+                | '\u{2060}'
+                | '\u{FEFF}'
                 | '\u{200E}'
                 | '\u{200F}'
                 | '\u{202A}'..='\u{202E}'
@@ -284,6 +290,18 @@ mod tests {
         assert_eq!(printable("a\u{2028}b\u{061C}c"), "a b c");
         // Right-to-left text itself is text: only the controls go.
         assert_eq!(printable("שלום"), "שלום");
+    }
+
+    #[test]
+    fn zero_width_characters_are_not_shown() {
+        // Each made `a….example` read as the host `a.example`.
+        for zero in ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'] {
+            let host = format!("realm a{zero}.example");
+            assert_eq!(printable(&host), "realm a .example", "{zero:?}");
+            assert_eq!(one_line(&host), "realm a .example", "{zero:?}");
+        }
+        // Text around them that is no control stays as it is.
+        assert_eq!(printable("日本/…·→🙂"), "日本/…·→🙂");
     }
 
     #[test]

@@ -474,7 +474,15 @@ pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
         })
         .ok_or_else(|| {
             let shown = crate::error::redact_url(realm);
-            Error::new(ErrorKind::Protocol, format!("bad token realm {shown:?}")).of_server_setup()
+            let why = match realm.parse().is_ok_and(|u| crate::transport::port_0(&u)) {
+                true => format!(": {}", crate::transport::PORT_0),
+                false => String::new(),
+            };
+            Error::new(
+                ErrorKind::Protocol,
+                format!("bad token realm {shown:?}{why}"),
+            )
+            .of_server_setup()
         })?;
     Ok((realm, uri))
 }
@@ -709,6 +717,19 @@ mod tests {
         }
         let ch = &crate::auth::challenge::parse("Bearer realm=\"https://a.example:65535/t\"")[0];
         assert!(realm_of(ch).is_ok());
+    }
+
+    /// A realm of port 0 was asked, failed as "connection refused" naming `:0`, and was
+    /// retried: it is a bad realm, saying the port is 0.
+    #[test]
+    fn a_realm_of_port_0_is_refused_saying_so() {
+        for realm in ["https://auth.example:0/token", "http://[::1]:0/t"] {
+            let header = format!("Bearer realm=\"{realm}\",service=s");
+            let ch = &crate::auth::challenge::parse(&header)[0];
+            let e = realm_of(ch).unwrap_err().to_string();
+            assert!(e.contains("bad token realm"), "{realm}: {e}");
+            assert!(e.contains("no server listens on port 0"), "{realm}: {e}");
+        }
     }
 
     #[test]

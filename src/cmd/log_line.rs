@@ -122,6 +122,15 @@ mod tests {
             line(Level::WARN, &turned),
             "dist: warning: token service http://a.example/\\u{202e}nekot\\u{2028}x"
         );
+        // A zero-width space made `a.example` of another host.
+        let joined = Fields {
+            message: "token realm's host a\u{200b}.example".into(),
+            others: Vec::new(),
+        };
+        assert_eq!(
+            line(Level::WARN, &joined),
+            "dist: warning: token realm's host a\\u{200b}.example"
+        );
         // Text is no control: a path in another script, an ellipsis, a dot, an arrow, an
         // emoji and right-to-left letters reach the terminal as they are.
         let text = "ignoring /home/ü/日本/…·→🙂 שלום";

@@ -67,12 +67,10 @@ pub(crate) fn api_root_of(
     let shown = &crate::error::redact_url(shown);
     // Taken, as the locator's was, every request tried it first and failed as "connection
     // refused", and went on to the next host: a mirror never asked, without a word.
-    if url
-        .parse::<Uri>()
-        .is_ok_and(|uri| uri.port_u16() == Some(0))
-    {
+    if url.parse::<Uri>().is_ok_and(|uri| transport::port_0(&uri)) {
         return Err(Error::invalid(format!(
-            "invalid {what} {shown:?}: no server listens on port 0 (ports are 1 to 65535)"
+            "invalid {what} {shown:?}: {}",
+            transport::PORT_0
         )));
     }
     api_root(url, override_path).ok_or_else(|| {

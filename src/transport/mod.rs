@@ -1161,13 +1161,23 @@ pub(crate) fn bad_port(uri: &Uri) -> bool {
 }
 
 /// Whether `uri` names a server to connect to: a host, and no port but a port number
-/// (see [`bad_port`]). The URI parser takes an empty host (`https://:5000/x`) and a port
-/// past 65535 for a URL's: one was a lookup of no name, failing as if the network were
-/// down, the other asked at the scheme's default port, another server than the one named.
+/// (see [`bad_port`]) other than 0. The URI parser takes an empty host (`https://:5000/x`)
+/// and a port past 65535 for a URL's: one was a lookup of no name, failing as if the
+/// network were down, the other asked at the scheme's default port, another server than
+/// the one named. Port 0 failed as "connection refused" naming `:0`, and was retried.
 /// The one check for a redirect's `Location`, a token realm and a proxy setting.
 pub(crate) fn names_a_server(uri: &Uri) -> bool {
-    uri.host().is_some_and(|h| !h.is_empty()) && !bad_port(uri)
+    uri.host().is_some_and(|h| !h.is_empty()) && !bad_port(uri) && !port_0(uri)
 }
+
+/// Whether `uri` names port 0, which no server listens on: refused saying so ([`PORT_0`]),
+/// where a refusal for a port that is no number would leave `0` to be puzzled out.
+pub(crate) fn port_0(uri: &Uri) -> bool {
+    uri.port_u16() == Some(0)
+}
+
+/// Why a URL naming port 0 is refused, as the locator and a mirror are told.
+pub(crate) const PORT_0: &str = "no server listens on port 0 (ports are 1 to 65535)";
 
 #[cfg(test)]
 mod tests {

@@ -94,15 +94,16 @@ pub(super) fn location_text(raw: &[u8]) -> String {
 
 /// Resolves a `Location` against the URL that sent it.
 pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
-    let bad = || {
+    let bad_for = |why: &str| {
         Error::new(
             ErrorKind::Protocol,
             format!(
-                "bad redirect location {:?}",
+                "bad redirect location {:?}{why}",
                 crate::error::redact_url(location)
             ),
         )
     };
+    let bad = || bad_for("");
     let base_scheme = base.scheme_str().unwrap_or("https");
     let relative = |location: &str| -> Result<String> {
         let authority = base.authority().ok_or_else(bad)?;
@@ -180,6 +181,7 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
     // are, not as a lookup of no name or at another server.
     match uri.scheme_str() {
         Some("http" | "https") if super::names_a_server(&uri) => Ok(uri),
+        _ if super::port_0(&uri) => Err(bad_for(&format!(": {}", super::PORT_0))),
         _ => Err(bad()),
     }
 }
@@ -526,6 +528,23 @@ mod tests {
         let empty = resolve(&base, "https://cdn.example:/x").unwrap();
         assert_eq!(Origin::of(&empty), Origin::of(&u("https://cdn.example/y")));
         assert!(resolve(&base, "https://[::1]:/x").is_ok());
+    }
+
+    /// Port 0 was followed, failed as "connection refused" naming `:0`, and was retried:
+    /// it is a bad location, saying the port is 0, as the locator's is.
+    #[test]
+    fn a_location_of_port_0_is_refused_saying_so() {
+        let base = u("https://reg.example/v2/x/blobs/b");
+        for location in [
+            "https://cdn.example:0/x",
+            "//cdn.example:00/x",
+            "http://[::1]:0/",
+        ] {
+            let e = resolve(&base, location).unwrap_err().to_string();
+            assert!(e.contains("bad redirect location"), "{location}: {e}");
+            assert!(e.contains("no server listens on port 0"), "{location}: {e}");
+        }
+        assert!(resolve(&base, "https://cdn.example:10/x").is_ok());
     }
 
     #[test]

@@ -459,6 +459,9 @@ fn shown_proxy(value: &str, variable: &str) -> String {
         Ok(uri) if uri.host().is_some_and(str::is_empty) => {
             format!("{NAMED_BY}{variable} (not a URL: it names no host)")
         }
+        Ok(uri) if crate::transport::port_0(&uri) => {
+            format!("{NAMED_BY}{variable} ({})", crate::transport::PORT_0)
+        }
         Ok(uri) if uri.host().is_some() => {
             let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
             format!(
@@ -699,6 +702,24 @@ mod tests {
             p.route(&uri("https://ghcr.io/v2/")),
             Route::Tunnel { .. }
         ));
+    }
+
+    /// Port 0, which no server listens on, was taken: each fetch failed as "connection
+    /// refused" naming `:0`, and was retried. It is refused, named by its variable.
+    #[test]
+    fn a_proxy_of_port_0_is_refused_saying_so() {
+        for value in ["http://alice:s3cret@proxy.corp:0", "socks5://proxy.corp:0"] {
+            let set: &'static [(&str, &str)] = Box::leak(Box::new([("HTTPS_PROXY", value)]));
+            let Route::Unsupported(named) = vars(set).route(&uri("https://ghcr.io/v2/")) else {
+                panic!("{value} was used");
+            };
+            assert!(named.contains("HTTPS_PROXY"), "{value}: {named}");
+            assert!(
+                named.contains("no server listens on port 0"),
+                "{value}: {named}"
+            );
+            assert!(!named.contains("s3cret"), "{value}: {named}");
+        }
     }
 
     /// A proxy URL whose port is no port number (`:3128x`, `:99999`, `:notaport`) was
