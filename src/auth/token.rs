@@ -464,18 +464,18 @@ pub(crate) fn realm_of(challenge: &Challenge) -> Result<(&str, Uri)> {
     let realm = challenge.param("realm").ok_or_else(|| {
         Error::new(ErrorKind::Protocol, "Bearer challenge without realm").of_server_setup()
     })?;
-    let uri = realm
-        .parse()
-        .ok()
+    let parsed: Option<Uri> = realm.parse().ok();
+    let uri = parsed
+        .clone()
         // `https://:5000/token` and `:99999` parse: the token was asked of no name, or of
         // another server than the one the realm names.
-        .filter(|u: &Uri| {
+        .filter(|u| {
             matches!(u.scheme_str(), Some("http" | "https")) && crate::transport::names_a_server(u)
         })
         .ok_or_else(|| {
             let shown = crate::error::redact_url(realm);
-            let why = match realm.parse().is_ok_and(|u| crate::transport::port_0(&u)) {
-                true => format!(": {}", crate::transport::PORT_0),
+            let why = match parsed.as_ref().is_some_and(crate::transport::port_0) {
+                true => format!(": {}", crate::reference::PORT_0),
                 false => String::new(),
             };
             Error::new(

@@ -110,13 +110,15 @@ pub(super) fn validate_host(host: &str) -> std::result::Result<(), String> {
         // Taken, it failed at the first request as "connection refused", as if a server
         // were down: no server listens on port 0.
         if port.parse::<u16>() == Ok(0) {
-            return Err(format!(
-                "bad port {port:?}: no server listens on port 0 (ports are 1 to 65535)"
-            ));
+            return Err(format!("bad port {port:?}: {PORT_0}"));
         }
     }
     Ok(())
 }
+
+/// Why a port 0 is refused, by the locator, a mirror, a redirect's `Location`, a token
+/// realm and a proxy setting alike.
+pub(crate) const PORT_0: &str = "no server listens on port 0 (ports are 1 to 65535)";
 
 /// Whether `port` is a port as URLs write one: digits only, at most 65535. Rust's own
 /// parser also takes a sign, and `reg.example:+5000` was taken and sent as

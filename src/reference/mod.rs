@@ -15,8 +15,8 @@ pub(crate) use host::bracketed_ipv6;
 // Outside this module, only the fuzzing tests call it.
 #[cfg(test)]
 pub(crate) use host::host_without_port;
-pub(crate) use host::is_port;
 pub use host::{is_host, is_loopback};
+pub(crate) use host::{is_port, PORT_0};
 pub(crate) use image_reference::{nothing_after, write_reference};
 pub use image_reference::{object_of, Reference, DEFAULT_TAG};
 pub use locator::{api_url_path, strip_scheme, Locator, Repository};

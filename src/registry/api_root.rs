@@ -70,7 +70,7 @@ pub(crate) fn api_root_of(
     if url.parse::<Uri>().is_ok_and(|uri| transport::port_0(&uri)) {
         return Err(Error::invalid(format!(
             "invalid {what} {shown:?}: {}",
-            transport::PORT_0
+            crate::reference::PORT_0
         )));
     }
     api_root(url, override_path).ok_or_else(|| {

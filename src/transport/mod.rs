@@ -1170,14 +1170,12 @@ pub(crate) fn names_a_server(uri: &Uri) -> bool {
     uri.host().is_some_and(|h| !h.is_empty()) && !bad_port(uri) && !port_0(uri)
 }
 
-/// Whether `uri` names port 0, which no server listens on: refused saying so ([`PORT_0`]),
-/// where a refusal for a port that is no number would leave `0` to be puzzled out.
+/// Whether `uri` names port 0, which no server listens on: refused saying so
+/// ([`crate::reference::PORT_0`]), where a refusal for a port that is no number would
+/// leave `0` to be puzzled out.
 pub(crate) fn port_0(uri: &Uri) -> bool {
     uri.port_u16() == Some(0)
 }
-
-/// Why a URL naming port 0 is refused, as the locator and a mirror are told.
-pub(crate) const PORT_0: &str = "no server listens on port 0 (ports are 1 to 65535)";
 
 #[cfg(test)]
 mod tests {

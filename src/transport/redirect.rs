@@ -181,7 +181,7 @@ pub fn resolve(base: &Uri, location: &str) -> Result<Uri> {
     // are, not as a lookup of no name or at another server.
     match uri.scheme_str() {
         Some("http" | "https") if super::names_a_server(&uri) => Ok(uri),
-        _ if super::port_0(&uri) => Err(bad_for(&format!(": {}", super::PORT_0))),
+        _ if super::port_0(&uri) => Err(bad_for(&format!(": {}", crate::reference::PORT_0))),
         _ => Err(bad()),
     }
 }

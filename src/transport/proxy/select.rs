@@ -460,7 +460,7 @@ fn shown_proxy(value: &str, variable: &str) -> String {
             format!("{NAMED_BY}{variable} (not a URL: it names no host)")
         }
         Ok(uri) if crate::transport::port_0(&uri) => {
-            format!("{NAMED_BY}{variable} ({})", crate::transport::PORT_0)
+            format!("{NAMED_BY}{variable} ({})", crate::reference::PORT_0)
         }
         Ok(uri) if uri.host().is_some() => {
             let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
