@@ -1639,13 +1639,7 @@ mod tests {
         let mut stopped_waiting = false;
         // The writer may, rarely, be done before the commit's first poll: tried again.
         for _ in 0..5 {
-            let mut blob = store.temp_for(&d).unwrap();
-            blob.write(&Bytes::copy_from_slice(&data[..2 << 20]))
-                .await
-                .unwrap();
-            blob.write(&Bytes::copy_from_slice(&data[2 << 20..]))
-                .await
-                .unwrap();
+            let blob = written_for_its_writer(&store, &d, &data).await;
             let mut commit = Box::pin(blob.commit(&d));
             if futures::poll!(commit.as_mut()).is_ready() {
                 std::fs::remove_file(store.blob_path(&d)).unwrap();
@@ -1692,13 +1686,7 @@ mod tests {
         let partial = store.partial_path(&d);
         // The writer may, rarely, be done before the commit's first poll: tried again.
         for _ in 0..5 {
-            let mut blob = store.temp_for(&d).unwrap();
-            blob.write(&Bytes::copy_from_slice(&data[..2 << 20]))
-                .await
-                .unwrap();
-            blob.write(&Bytes::copy_from_slice(&data[2 << 20..]))
-                .await
-                .unwrap();
+            let blob = written_for_its_writer(&store, &d, &data).await;
             let woken = Arc::new(Woken(AtomicBool::new(false)));
             let waker = std::task::Waker::from(woken.clone());
             let mut commit = Box::pin(blob.commit(&d));
@@ -1723,6 +1711,21 @@ mod tests {
             return;
         }
         panic!("the writer was done before every commit");
+    }
+
+    /// A blob of `data`, written as its first 2 MiB, then all the rest as one chunk
+    /// (larger than the writer's queue, so queued alone): the writer thread has all of it
+    /// to write when a commit first waits, for the two tests above to stop that commit
+    /// around the writer's answer.
+    async fn written_for_its_writer(store: &LayoutStore, d: &Digest, data: &[u8]) -> TempBlob {
+        let mut blob = store.temp_for(d).unwrap();
+        blob.write(&Bytes::copy_from_slice(&data[..2 << 20]))
+            .await
+            .unwrap();
+        blob.write(&Bytes::copy_from_slice(&data[2 << 20..]))
+            .await
+            .unwrap();
+        blob
     }
 
     /// Whether a commit dropped by the two tests above had got past the writer's answer
